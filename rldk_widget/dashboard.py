@@ -1,0 +1,465 @@
+"""RLDKDashboard: the anywidget that shows one or many RL fine-tuning runs live in a notebook.
+
+Data path (docs/protocol.md): every record goes to the run's files first (`RunStore`), and the dashboard
+ingests what its stores read back — its own appends, a connected callback's, another process's — through one
+path, so nothing is shown twice and nothing shown is missing from disk. Views get a snapshot through the
+`metrics` / `alerts` traitlets (computed on demand, never reassigned per append) and the appended points as
+numbered delta messages, at most ~10 per second.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import threading
+import time
+import warnings
+import weakref
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import anywidget
+import pandas as pd
+import traitlets
+
+from .metrics import RLDKMetrics, coerce_step
+from .series import RunSeries, json_safe
+from .store import RunData, RunStore, default_run_id, discover_runs, validate_run_id
+from .transport import DeltaChannel
+
+logger = logging.getLogger(__name__)
+
+_BUNDLE = Path(__file__).parent / "static" / "widget.js"
+_MISSING_BUNDLE = """
+export default { render({ el }) {
+  el.textContent = "rldk_widget: the front-end bundle is missing (rldk_widget/static/widget.js). " +
+    "Install the package with `pip install .` (it runs the npm build) or run `npm run build` in js/.";
+} };
+"""
+SEVERITIES = ("info", "warning", "critical")
+_SOURCES = {"metrics": "", "ppo_metrics": "ppo:", "checkpoint_summary": "ckpt:"}
+_DEFAULT_PORT = 8501
+_running_dashboards: "weakref.WeakSet[RLDKDashboard]" = weakref.WeakSet()
+
+
+def _metrics_snapshot(_value: Any, widget: "RLDKDashboard") -> dict[str, Any]:
+    return widget._snapshot_metrics()
+
+
+def _alerts_snapshot(_value: Any, widget: "RLDKDashboard") -> list[dict[str, Any]]:
+    return widget._snapshot_alerts()
+
+
+class RLDKDashboard(anywidget.AnyWidget):
+    """Live charts, header tiles and an alert panel for RL fine-tuning runs.
+
+    `RLDKDashboard(output_dir, port, auto_refresh, run_id)` keeps the signature of the original Streamlit
+    dashboard. `port` does nothing in a notebook (the dashboard is a widget, not a server); it is accepted so old
+    code runs, and a non-default value gets a warning. With `run_id=None` every run in `output_dir` is shown,
+    runs appearing later included, and records added without a run id go to a new `rldk_run_<UTC time>` run.
+    """
+
+    _esm = _BUNDLE if _BUNDLE.exists() else _MISSING_BUNDLE
+
+    metrics = traitlets.Dict().tag(sync=True, to_json=_metrics_snapshot)
+    alerts = traitlets.List().tag(sync=True, to_json=_alerts_snapshot)
+    run_ids = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    status = traitlets.Dict({"level": "ok", "message": ""}).tag(sync=True)
+    info = traitlets.Dict().tag(sync=True)
+    default_charts = traitlets.List(traitlets.Unicode()).tag(sync=True)
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike[str] = "./rldk_logs",
+        port: int = _DEFAULT_PORT,
+        auto_refresh: bool = True,
+        run_id: str | None = None,
+        refresh_interval: float = 5.0,
+        **kwargs: Any,
+    ) -> None:
+        self._lock = threading.RLock()
+        self._refresh_stop: threading.Event | None = None
+        self._refresh_thread: threading.Thread | None = None
+        self._callbacks: list[Any] = []
+        self._stores: dict[str, RunStore] = {}
+        if port != _DEFAULT_PORT:
+            warnings.warn(
+                "RLDKDashboard(port=...) is ignored: the dashboard is a notebook widget, not a web server.",
+                stacklevel=2,
+            )
+        if run_id is not None:
+            validate_run_id(run_id)
+        if not isinstance(refresh_interval, (int, float)) or not refresh_interval > 0:
+            raise ValueError(f"refresh_interval must be a positive number of seconds, got {refresh_interval!r}")
+        self._runs: dict[str, RunSeries] = {}
+        self._alerts: list[dict[str, Any]] = []
+        self._problems: dict[str, list[str]] = {}
+        super().__init__(**kwargs)
+        self.output_dir = Path(output_dir)
+        self.port = port
+        self.run_id = run_id
+        self.refresh_interval = float(refresh_interval)
+        self._writer_run_id = run_id or default_run_id()
+        self._channel = DeltaChannel(self.send, self._lock)
+        self.on_msg(self._on_view_message)
+        self.update_data()
+        if auto_refresh:
+            self.enable_auto_refresh(refresh_interval)
+
+    # ---- public API ------------------------------------------------------------------------------------
+    def add_metrics(self, metrics: RLDKMetrics | Mapping[str, Any] | Iterable[RLDKMetrics | Mapping[str, Any]]) -> None:
+        """Append one step's metrics (RLDKMetrics or a flat mapping with `step`), or a list of them.
+        Persists to `{run_id}_metrics.json` at once and updates every view within ~100 ms."""
+        records = [self._metrics_record(item) for item in _as_list(metrics, "metrics")]
+        by_run: dict[str, list[dict[str, Any]]] = {}
+        for record in records:
+            by_run.setdefault(record["run_id"], []).append(record)
+        for run_id, run_records in by_run.items():
+            with self._lock:
+                store = self._store(run_id, self.output_dir)
+                store.append_metrics_many(run_records)
+                self._poll(run_id)
+
+    def add_alert(self, alert: Mapping[str, Any]) -> None:
+        """Append an alert: `type` and `message` (text), optional `step`, `severity` (info / warning /
+        critical, default warning) and `run_id`; a `timestamp` is added when missing. Persisted and shown."""
+        record = self._alert_record(alert)
+        with self._lock:
+            store = self._store(record["run_id"], self.output_dir)
+            store.append_alert(record)
+            self._poll(record["run_id"])
+
+    def update_data(self) -> None:
+        """Read what was added to the run files since the last call (all runs of `output_dir` when run_id is
+        None); a file that shrank or was replaced is read again whole."""
+        run_ids = [self.run_id] if self.run_id is not None else discover_runs(self.output_dir)
+        with self._lock:
+            for run_id in run_ids:
+                self._store(run_id, self.output_dir)
+            for run_id, store in list(self._stores.items()):
+                store.retry_unwritten()
+                self._poll(run_id)
+
+    def enable_auto_refresh(self, interval: float | None = None) -> None:
+        """Call `update_data()` every `interval` seconds on a background thread (stops on `close()`)."""
+        if interval is not None:
+            if not isinstance(interval, (int, float)) or not interval > 0:
+                raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
+            self.refresh_interval = float(interval)
+        self.disable_auto_refresh()
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=_refresh_loop, args=(weakref.ref(self), stop), name="rldk-auto-refresh", daemon=True
+        )
+        self._refresh_stop, self._refresh_thread = stop, thread
+        _running_dashboards.add(self)
+        thread.start()
+
+    def disable_auto_refresh(self) -> None:
+        stop, thread = self._refresh_stop, self._refresh_thread
+        self._refresh_stop = self._refresh_thread = None
+        if stop is not None:
+            stop.set()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    @property
+    def auto_refresh(self) -> bool:
+        return self._refresh_thread is not None and self._refresh_thread.is_alive()
+
+    def connect_callback(self, callback: Any) -> None:
+        """Show what an `RLDKCallback` records, live: the dashboard subscribes to the callback's listener API
+        and reads the run files the callback writes."""
+        if not hasattr(callback, "add_listener"):
+            raise TypeError(f"expected an RLDKCallback (with add_listener), got {type(callback).__name__}")
+        with self._lock:
+            self._store(callback.run_id, Path(callback.output_dir))
+            if callback not in self._callbacks:
+                self._callbacks.append(callback)
+                callback.add_listener(self._on_callback_event)
+            self._poll(callback.run_id)
+
+    def disconnect_callback(self, callback: Any) -> None:
+        with self._lock:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+                callback.remove_listener(self._on_callback_event)
+
+    def callback(self, **kwargs: Any) -> Any:
+        """A new `RLDKCallback` writing to this dashboard's folder and run, already connected:
+        `trainer.add_callback(dash.callback())`."""
+        from .callback import RLDKCallback
+
+        kwargs.setdefault("output_dir", self.output_dir)
+        kwargs.setdefault("run_id", self._writer_run_id)
+        callback = RLDKCallback(**kwargs)
+        self.connect_callback(callback)
+        return callback
+
+    def show(self, sidebar: bool = False, title: str = "RLDK") -> None:
+        """Display the dashboard in the cell, or with `sidebar=True` in JupyterLab's right sidebar (another
+        live view of the same widget)."""
+        from IPython.display import display
+
+        if not sidebar:
+            display(self)
+            return
+        from sidecar import Sidecar
+
+        panel = Sidecar(title=title, anchor="right")
+        with panel:
+            display(self)
+
+    def start_dashboard(self) -> None:
+        """The original dashboard's entry point: displays the widget in the current cell."""
+        self.show()
+
+    def to_dataframe(self, run_id: str | None = None) -> pd.DataFrame:
+        """Metrics as a DataFrame, one row per (run, step), all runs unless `run_id` is given."""
+        with self._lock:
+            if run_id is not None:
+                runs = {run_id: self._runs[run_id]} if run_id in self._runs else {}
+            else:
+                runs = dict(self._runs)
+            frames = [series.to_dataframe(name) for name, series in runs.items()]
+        frames = [frame for frame in frames if not frame.empty]
+        if not frames:
+            return RunSeries().to_dataframe("")
+        return pd.concat(frames, ignore_index=True)
+
+    def alerts_dataframe(self) -> pd.DataFrame:
+        with self._lock:
+            return pd.DataFrame(list(self._alerts))
+
+    def figure(self, metrics: list[str] | None = None) -> Any:
+        """A plotly `go.Figure` of the same charts (static export, nbconvert, reports)."""
+        from .figures import build_figure
+
+        with self._lock:
+            return build_figure(self._runs, list(self.run_ids), metrics or list(self.default_charts))
+
+    @property
+    def load_report(self) -> dict[str, list[str]]:
+        """Per run, what could not be read or written (the same text the status line shows)."""
+        with self._lock:
+            return {run: list(problems) for run, problems in self._problems.items() if problems}
+
+    @property
+    def messages_sent(self) -> int:
+        """Delta messages sent to the views so far."""
+        return self._channel.messages_sent
+
+    def flush(self) -> None:
+        """Send queued points to the views now instead of at the next throttle tick."""
+        self._channel.flush()
+
+    def close(self) -> None:
+        self.disable_auto_refresh()
+        for callback in list(self._callbacks):
+            self.disconnect_callback(callback)
+        if hasattr(self, "_channel"):
+            self._channel.close()
+        with self._lock:
+            for store in self._stores.values():
+                store.close()
+        super().close()
+
+    # ---- ingestion ---------------------------------------------------------------------------------------
+    def _store(self, run_id: str, output_dir: Path) -> RunStore:
+        store = self._stores.get(run_id)
+        if store is None:
+            store = self._stores[run_id] = RunStore(output_dir, run_id, follow=True)
+            self._runs.setdefault(run_id, RunSeries())
+            if run_id not in self.run_ids:
+                self.run_ids = [*self.run_ids, run_id]
+        return store
+
+    def _poll(self, run_id: str) -> None:
+        store = self._stores[run_id]
+        data = store.read_new()
+        self._ingest(run_id, data, store.write_errors)
+
+    def _ingest(self, run_id: str, data: RunData, write_errors: list[str]) -> None:
+        run = self._runs[run_id]
+        problems = list(data.problems)
+        for kind in data.reset:
+            if kind == "alerts":
+                self._alerts = [a for a in self._alerts if a.get("run_id") != run_id]
+            else:
+                run.drop_prefix(_SOURCES[kind])
+        points: dict[str, tuple[list[float], list[float]]] = {}
+        for kind, prefix in _SOURCES.items():
+            added, skipped = run.add_records(getattr(data, kind), prefix)
+            points.update(added)
+            if skipped:
+                problems.append(f"{run_id}: skipped {skipped} {kind} record(s) without a valid step")
+        alerts = [_alert_from_file(item, run_id) for item in data.alerts]
+        self._alerts.extend(alerts)
+        if data.reset:
+            self._send_snapshot()
+        elif points or alerts:
+            self._channel.push(run_id, points, alerts)
+        self._note_problems(run_id, problems, write_errors)
+
+    def _note_problems(self, run_id: str, problems: list[str], write_errors: list[str]) -> None:
+        known = self._problems.setdefault(run_id, [])
+        changed = False
+        for problem in problems:
+            if problem not in known:
+                known.append(problem)
+                changed = True
+        if write_errors:
+            message = "; ".join(write_errors) + " — records are kept in memory and written when possible"
+            self.status = {"level": "error", "message": message}
+        elif changed or self.status.get("level") == "error":
+            everything = [p for run_problems in self._problems.values() for p in run_problems]
+            self.status = (
+                {"level": "warning", "message": "; ".join(everything[-3:])} if everything else {"level": "ok", "message": ""}
+            )
+
+    def _on_callback_event(self, kind: str, record: Mapping[str, Any]) -> None:
+        callback_run = record.get("run_id") if isinstance(record, Mapping) else None
+        run_id = callback_run if isinstance(callback_run, str) else None
+        with self._lock:
+            if kind == "run_info":
+                run_id = run_id or next((cb.run_id for cb in self._callbacks), None)
+                if run_id is None:
+                    return
+                info = dict(self.info)
+                info[run_id] = {
+                    "max_steps": record.get("max_steps"),
+                    "trainer": record.get("trainer_kind"),
+                    "started": record.get("started", info.get(run_id, {}).get("started")),
+                }
+                self.info = info
+                self._update_default_charts(record.get("trainer_kind"))
+                return
+            for callback in self._callbacks:
+                if run_id is None or callback.run_id == run_id:
+                    self._store(callback.run_id, Path(callback.output_dir))
+                    self._poll(callback.run_id)
+
+    def _update_default_charts(self, trainer_kind: Any) -> None:
+        if not isinstance(trainer_kind, str) or self.default_charts:
+            return
+        try:
+            from .trl_keys import default_charts
+        except ImportError:
+            return
+        self.default_charts = list(default_charts(trainer_kind))
+
+    # ---- transport ---------------------------------------------------------------------------------------
+    def send_state(self, key: str | list[str] | None = None) -> None:
+        with self._lock:
+            super().send_state(key)
+
+    def _send_snapshot(self) -> None:
+        self.send_state(["metrics", "alerts"])
+
+    def _snapshot_metrics(self) -> dict[str, Any]:
+        with self._lock:
+            seq = self._channel.absorb_pending() if hasattr(self, "_channel") else 0
+            return {"seq": seq, "runs": {run_id: run.encoded() for run_id, run in self._runs.items()}}
+
+    def _snapshot_alerts(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self._alerts)
+
+    def _on_view_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if isinstance(content, Mapping) and content.get("type") == "request_snapshot":
+            self._send_snapshot()
+
+    # ---- validation --------------------------------------------------------------------------------------
+    def _metrics_record(self, item: Any) -> dict[str, Any]:
+        if isinstance(item, RLDKMetrics):
+            metrics = item
+        elif isinstance(item, Mapping):
+            metrics = RLDKMetrics.from_dict(item)
+        else:
+            raise TypeError(
+                f"add_metrics expects RLDKMetrics, a mapping with a 'step' key, or a list of them; "
+                f"got {type(item).__name__}"
+            )
+        record = metrics.to_dict()
+        record["run_id"] = validate_run_id(metrics.run_id) if metrics.run_id is not None else self._writer_run_id
+        if "timestamp" not in record:
+            record["timestamp"] = time.time()
+        return record
+
+    def _alert_record(self, alert: Any) -> dict[str, Any]:
+        if not isinstance(alert, Mapping):
+            raise TypeError(f"add_alert expects a dict with 'type' and 'message', got {type(alert).__name__}")
+        record: dict[str, Any] = {}
+        for key, value in alert.items():
+            if not isinstance(key, str):
+                raise TypeError(f"alert keys must be str, got {key!r}")
+            record[key] = json_safe(value)
+        for key in ("type", "message"):
+            if not isinstance(alert.get(key), str) or not alert[key]:
+                raise ValueError(f"an alert needs a non-empty text '{key}'; got {alert.get(key)!r}")
+        severity = record.setdefault("severity", "warning")
+        if severity not in SEVERITIES:
+            raise ValueError(f"alert severity must be one of {', '.join(SEVERITIES)}; got {severity!r}")
+        if record.get("step") is not None:
+            record["step"] = coerce_step(alert["step"])
+        run_id = record.get("run_id")
+        record["run_id"] = validate_run_id(run_id) if run_id is not None else self._writer_run_id
+        timestamp = record.get("timestamp")
+        if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or not math.isfinite(timestamp):
+            record["timestamp"] = time.time()
+        return record
+
+
+def _alert_from_file(item: Any, run_id: str) -> dict[str, Any]:
+    """An alert record as read from disk, made safe to show whatever the file held."""
+    source = item if isinstance(item, Mapping) else {"message": item}
+    alert = {str(key): json_safe(value) for key, value in source.items()}
+    alert["run_id"] = run_id
+    alert["type"] = str(alert.get("type") or "alert")
+    alert["message"] = str(alert.get("message") if alert.get("message") is not None else "")
+    if alert.get("severity") not in SEVERITIES:
+        alert["severity"] = "warning"
+    return alert
+
+
+def _as_list(value: Any, what: str) -> list[Any]:
+    if value is None:
+        raise TypeError(f"add_{what} expects RLDKMetrics, a mapping with a 'step' key, or a list of them; got None")
+    if isinstance(value, (RLDKMetrics, Mapping)):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise TypeError(
+        f"add_{what} expects RLDKMetrics, a mapping with a 'step' key, or a list of them; got {type(value).__name__}"
+    )
+
+
+def _refresh_loop(dashboard_ref: "weakref.ref[RLDKDashboard]", stop: threading.Event) -> None:
+    while True:
+        dashboard = dashboard_ref()
+        if dashboard is None:
+            return
+        interval = dashboard.refresh_interval
+        del dashboard
+        if stop.wait(interval):
+            return
+        dashboard = dashboard_ref()
+        if dashboard is None:
+            return
+        try:
+            dashboard.update_data()
+        except Exception as err:
+            logger.exception("auto-refresh failed")
+            try:
+                dashboard.status = {"level": "error", "message": f"auto-refresh failed: {err}"}
+            except Exception:
+                pass
+        del dashboard
+
+
+@atexit.register
+def _stop_all_refresh_threads() -> None:
+    for dashboard in list(_running_dashboards):
+        dashboard.disable_auto_refresh()

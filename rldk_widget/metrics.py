@@ -1,0 +1,171 @@
+"""RLDKMetrics: one training step's metrics, typed core fields plus `extra` for any other numeric key."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
+
+CORE_FLOAT_FIELDS: tuple[str, ...] = (
+    "epoch",
+    "learning_rate",
+    "loss",
+    "grad_norm",
+    "reward_mean",
+    "reward_std",
+    "reward_min",
+    "reward_max",
+    "kl_mean",
+    "kl_std",
+    "entropy_mean",
+    "clip_frac",
+    "value_loss",
+    "policy_loss",
+    "step_time",
+    "wall_time",
+    "timestamp",
+)
+
+
+@dataclass
+class RLDKMetrics:
+    """Metrics of one logged training step. Only `step` is required."""
+
+    step: int
+    epoch: float | None = None
+    learning_rate: float | None = None
+    loss: float | None = None
+    grad_norm: float | None = None
+    reward_mean: float | None = None
+    reward_std: float | None = None
+    reward_min: float | None = None
+    reward_max: float | None = None
+    kl_mean: float | None = None
+    kl_std: float | None = None
+    entropy_mean: float | None = None
+    clip_frac: float | None = None
+    value_loss: float | None = None
+    policy_loss: float | None = None
+    step_time: float | None = None
+    wall_time: float | None = None
+    run_id: str | None = None
+    timestamp: float | None = None
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.step = coerce_step(self.step)
+        for name in CORE_FLOAT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                number = as_number(value)
+                if number is None:
+                    raise TypeError(f"RLDKMetrics.{name} must be a number or None, got {type(value).__name__}")
+                setattr(self, name, number)
+        if self.run_id is not None and not isinstance(self.run_id, str):
+            raise TypeError(f"RLDKMetrics.run_id must be a str or None, got {type(self.run_id).__name__}")
+        if not isinstance(self.extra, Mapping):
+            raise TypeError(f"RLDKMetrics.extra must be a dict of numbers, got {type(self.extra).__name__}")
+        extra: dict[str, float] = {}
+        for key, value in self.extra.items():
+            number = as_number(value)
+            if not isinstance(key, str) or number is None:
+                raise TypeError(f"RLDKMetrics.extra[{key!r}] must be a number under a str key")
+            extra[key] = number
+        self.extra = extra
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat dict: core fields that are set, then `extra` keys inline."""
+        out: dict[str, Any] = {"step": self.step}
+        if self.run_id is not None:
+            out["run_id"] = self.run_id
+        for name in CORE_FLOAT_FIELDS:
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        for key, value in self.extra.items():
+            out.setdefault(key, value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "RLDKMetrics":
+        """Build from a flat mapping; unknown numeric keys go to `extra`, non-numeric ones are skipped
+        with one warning naming them."""
+        if data is None:
+            raise TypeError("expected a mapping with at least a 'step' key, got None")
+        if not isinstance(data, Mapping):
+            raise TypeError(f"expected a mapping with at least a 'step' key, got {type(data).__name__}")
+        if "step" not in data:
+            raise ValueError(f"metrics need a 'step' key; got keys {sorted(map(str, data))[:10]}")
+        core = {f.name for f in fields(cls)} - {"extra"}
+        kwargs: dict[str, Any] = {"step": data["step"]}
+        extra: dict[str, float] = {}
+        skipped: list[str] = []
+        for key, value in data.items():
+            if key == "step":
+                continue
+            if key == "run_id":
+                if value is not None and not isinstance(value, str):
+                    raise TypeError(f"'run_id' must be a str, got {type(value).__name__}")
+                kwargs["run_id"] = value
+                continue
+            if key == "extra" and isinstance(value, Mapping):
+                for sub_key, sub_value in value.items():
+                    number = as_number(sub_value)
+                    if isinstance(sub_key, str) and number is not None:
+                        extra[sub_key] = number
+                    else:
+                        skipped.append(str(sub_key))
+                continue
+            number = as_number(value)
+            if number is None or not isinstance(key, str):
+                if value is not None:
+                    skipped.append(str(key))
+                continue
+            if key in core:
+                kwargs[key] = number
+            else:
+                extra[key] = number
+        if skipped:
+            warnings.warn(
+                f"skipped non-numeric metric values for keys: {', '.join(skipped[:10])}"
+                + (f" (+{len(skipped) - 10} more)" if len(skipped) > 10 else ""),
+                stacklevel=3,
+            )
+        return cls(extra=extra, **kwargs)
+
+
+def as_number(value: Any) -> float | None:
+    """A real number as float (bools, ints, numpy and torch scalars included); None for anything else."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, numbers.Real):
+        try:
+            return float(value)
+        except (OverflowError, ValueError):
+            return math.copysign(math.inf, value) if isinstance(value, int) else None
+    item = getattr(value, "item", None)
+    if callable(item) and getattr(value, "ndim", None) == 0:
+        try:
+            scalar = item()
+        except (TypeError, ValueError, RuntimeError):
+            return None
+        return as_number(scalar) if not hasattr(scalar, "item") else None
+    return None
+
+
+def coerce_step(value: Any) -> int:
+    """A step must be a finite, non-negative whole number."""
+    if value is None:
+        raise TypeError("'step' must be a non-negative integer, got None")
+    if isinstance(value, bool):
+        raise TypeError("'step' must be a non-negative integer, got bool")
+    number = as_number(value)
+    if number is None:
+        raise TypeError(f"'step' must be a non-negative integer, got {type(value).__name__}")
+    if not math.isfinite(number) or number < 0 or number != int(number):
+        raise ValueError(f"'step' must be a non-negative integer, got {value!r}")
+    if isinstance(value, int):
+        return value
+    return int(number)

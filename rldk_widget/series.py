@@ -1,0 +1,120 @@
+"""RunSeries: one run's metrics held column by column (step and value per metric) in compact float arrays.
+
+Records come in as flat dicts; every numeric key except `step` becomes a series of (step, value) points, so a
+metric logged at only some steps has points only there, and a logged NaN stays a NaN. Columns encode to the
+base64 float64 form of docs/protocol.md, which carries NaN and ±Inf unchanged.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from array import array
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .metrics import as_number, coerce_step
+
+NON_SERIES_KEYS = frozenset({"step", "run_id"})
+Points = dict[str, tuple[list[float], list[float]]]
+
+
+def encode_column(values: Iterable[float] | array) -> str:
+    """Little-endian float64 values as base64 text."""
+    column = np.asarray(values, dtype="<f8")
+    return base64.b64encode(column.tobytes()).decode("ascii")
+
+
+def decode_column(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), dtype="<f8")
+
+
+def encode_points(points: Mapping[str, tuple[Any, Any]]) -> dict[str, dict[str, str]]:
+    return {name: {"x": encode_column(xs), "y": encode_column(ys)} for name, (xs, ys) in points.items()}
+
+
+class RunSeries:
+    """All points of one run; `add_records` returns just the points it added (for a delta message)."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, tuple[array, array]] = {}
+        self.last_step: int | None = None
+        self.record_count = 0
+
+    def add_records(self, records: Iterable[Mapping[str, Any]], prefix: str = "") -> tuple[Points, int]:
+        """Add records; returns the new points by series name and how many records had no usable step."""
+        added: Points = {}
+        skipped = 0
+        for record in records:
+            try:
+                step = coerce_step(record.get("step"))
+            except (TypeError, ValueError):
+                skipped += 1
+                continue
+            self.record_count += 1
+            if self.last_step is None or step > self.last_step:
+                self.last_step = step
+            for key, raw in record.items():
+                if key in NON_SERIES_KEYS or not isinstance(key, str):
+                    continue
+                value = as_number(raw)
+                if value is None:
+                    continue
+                name = prefix + key
+                column = self.columns.get(name)
+                if column is None:
+                    column = self.columns[name] = (array("d"), array("d"))
+                column[0].append(step)
+                column[1].append(value)
+                new = added.get(name)
+                if new is None:
+                    new = added[name] = ([], [])
+                new[0].append(step)
+                new[1].append(value)
+        return added, skipped
+
+    def drop_prefix(self, prefix: str) -> None:
+        """Forget the series of one source (a file that was replaced and is read again whole)."""
+        for name in [n for n in self.columns if _has_prefix(n, prefix)]:
+            del self.columns[name]
+
+    def encoded(self) -> dict[str, dict[str, str]]:
+        return encode_points(self.columns)
+
+    def latest(self, name: str) -> float | None:
+        column = self.columns.get(name)
+        return column[1][-1] if column else None
+
+    def to_dataframe(self, run_id: str) -> pd.DataFrame:
+        """One row per step (the last value logged at a step wins), a `run_id` column first."""
+        series = {}
+        for name, (xs, ys) in self.columns.items():
+            values = pd.Series(np.frombuffer(ys, dtype="f8"), index=np.frombuffer(xs, dtype="f8").astype("int64"))
+            series[name] = values[~values.index.duplicated(keep="last")]
+        if not series:
+            return pd.DataFrame({"run_id": pd.Series(dtype=str), "step": pd.Series(dtype="int64")})
+        frame = pd.concat(series, axis=1).sort_index()
+        frame.index.name = "step"
+        frame = frame.reset_index()
+        frame.insert(0, "run_id", run_id)
+        return frame
+
+
+def _has_prefix(name: str, prefix: str) -> bool:
+    if prefix:
+        return name.startswith(prefix)
+    return ":" not in name or not name.split(":", 1)[0] in ("ppo", "ckpt")
+
+
+def json_safe(value: Any) -> Any:
+    """Alert fields for JSON: non-finite floats become the strings "NaN", "Infinity", "-Infinity"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    number = as_number(value)
+    if number is not None:
+        return json_safe(number)
+    return str(value)

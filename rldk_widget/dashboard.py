@@ -24,6 +24,7 @@ import anywidget
 import pandas as pd
 import traitlets
 
+from .hf_state import TrainerStateReader
 from .metrics import RLDKMetrics, coerce_step
 from .series import RunSeries, json_safe
 from .store import RunData, RunStore, default_run_id, discover_runs, validate_run_id
@@ -102,6 +103,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self.run_id = run_id
         self.refresh_interval = float(refresh_interval)
         self._writer_run_id = run_id or default_run_id()
+        self._trainer_state = TrainerStateReader(self.output_dir)
         self._channel = DeltaChannel(self.send, self._lock)
         self.on_msg(self._on_view_message)
         self.update_data()
@@ -109,6 +111,12 @@ class RLDKDashboard(anywidget.AnyWidget):
             self.enable_auto_refresh(refresh_interval)
 
     # ---- public API ------------------------------------------------------------------------------------
+    @classmethod
+    def from_dir(cls, path: str | os.PathLike[str], **kwargs: Any) -> "RLDKDashboard":
+        """A dashboard over every run in `path` (RLDK run files, or a Hugging Face output folder)."""
+        kwargs.setdefault("run_id", None)
+        return cls(output_dir=path, **kwargs)
+
     def add_metrics(self, metrics: RLDKMetrics | Mapping[str, Any] | Iterable[RLDKMetrics | Mapping[str, Any]]) -> None:
         """Append one step's metrics (RLDKMetrics or a flat mapping with `step`), or a list of them.
         Persists to `{run_id}_metrics.json` at once and updates every view within ~100 ms."""
@@ -137,10 +145,26 @@ class RLDKDashboard(anywidget.AnyWidget):
         run_ids = [self.run_id] if self.run_id is not None else discover_runs(self.output_dir)
         with self._lock:
             for run_id in run_ids:
-                self._store(run_id, self.output_dir)
+                if run_id != self._trainer_state.run_id:
+                    self._store(run_id, self.output_dir)
             for run_id, store in list(self._stores.items()):
                 store.retry_unwritten()
                 self._poll(run_id)
+            if not self._stores and self.run_id in (None, self._trainer_state.run_id):
+                self._poll_trainer_state()
+
+    def _poll_trainer_state(self) -> None:
+        """A Hugging Face output folder with no RLDK run files: show its trainer_state.json log history."""
+        reader = self._trainer_state
+        records, reset, problems = reader.read_new()
+        if not (records or reset or problems):
+            return
+        run_id = reader.run_id
+        self._ensure_run(run_id)
+        if reader.max_steps is not None or reader.trainer_kind is not None:
+            self._set_run_info(run_id, reader.max_steps, reader.trainer_kind)
+        data = RunData(metrics=records, reset={"metrics"} if reset else set(), problems=problems)
+        self._ingest(run_id, data, [])
 
     def enable_auto_refresh(self, interval: float | None = None) -> None:
         """Call `update_data()` every `interval` seconds on a background thread (stops on `close()`)."""
@@ -271,10 +295,28 @@ class RLDKDashboard(anywidget.AnyWidget):
         store = self._stores.get(run_id)
         if store is None:
             store = self._stores[run_id] = RunStore(output_dir, run_id, follow=True)
-            self._runs.setdefault(run_id, RunSeries())
-            if run_id not in self.run_ids:
-                self.run_ids = [*self.run_ids, run_id]
+            self._ensure_run(run_id)
         return store
+
+    def _ensure_run(self, run_id: str) -> RunSeries:
+        run = self._runs.get(run_id)
+        if run is None:
+            run = self._runs[run_id] = RunSeries()
+            self.run_ids = [*self.run_ids, run_id]
+        return run
+
+    def _set_run_info(self, run_id: str, max_steps: Any, trainer_kind: Any, started: Any = None) -> None:
+        info = dict(self.info)
+        previous = info.get(run_id, {})
+        entry = {
+            "max_steps": max_steps if isinstance(max_steps, int) and max_steps > 0 else previous.get("max_steps"),
+            "trainer": trainer_kind if isinstance(trainer_kind, str) else previous.get("trainer"),
+            "started": started if isinstance(started, (int, float)) else previous.get("started"),
+        }
+        if entry != previous:
+            info[run_id] = entry
+            self.info = info
+        self._update_default_charts(entry["trainer"])
 
     def _poll(self, run_id: str) -> None:
         store = self._stores[run_id]
@@ -325,16 +367,10 @@ class RLDKDashboard(anywidget.AnyWidget):
         with self._lock:
             if kind == "run_info":
                 run_id = run_id or next((cb.run_id for cb in self._callbacks), None)
-                if run_id is None:
-                    return
-                info = dict(self.info)
-                info[run_id] = {
-                    "max_steps": record.get("max_steps"),
-                    "trainer": record.get("trainer_kind"),
-                    "started": record.get("started", info.get(run_id, {}).get("started")),
-                }
-                self.info = info
-                self._update_default_charts(record.get("trainer_kind"))
+                if run_id is not None:
+                    self._ensure_run(run_id)
+                    self._set_run_info(run_id, record.get("max_steps"), record.get("trainer_kind"),
+                                       record.get("started"))
                 return
             for callback in self._callbacks:
                 if run_id is None or callback.run_id == run_id:

@@ -42,6 +42,9 @@ export default { render({ el }) {
 SEVERITIES = ("info", "warning", "critical")
 _SOURCES = {"metrics": "", "ppo_metrics": "ppo:", "checkpoint_summary": "ckpt:"}
 _DEFAULT_PORT = 8501
+SNAPSHOT_POINT_BUDGET = 60_000
+"""Points the `metrics` snapshot carries at most (≈1.3 MB of JSON): longer series are decimated to keep
+first, last, minima and maxima. Deltas always carry every point; `to_dataframe()` always has all data."""
 _running_dashboards: "weakref.WeakSet[RLDKDashboard]" = weakref.WeakSet()
 
 
@@ -397,7 +400,9 @@ class RLDKDashboard(anywidget.AnyWidget):
     def _snapshot_metrics(self) -> dict[str, Any]:
         with self._lock:
             seq = self._channel.absorb_pending() if hasattr(self, "_channel") else 0
-            return {"seq": seq, "runs": {run_id: run.encoded() for run_id, run in self._runs.items()}}
+            series_count = sum(len(run.columns) for run in self._runs.values())
+            cap = max(1000, SNAPSHOT_POINT_BUDGET // max(1, series_count))
+            return {"seq": seq, "runs": {run_id: run.encoded(cap) for run_id, run in self._runs.items()}}
 
     def _snapshot_alerts(self) -> list[dict[str, Any]]:
         with self._lock:

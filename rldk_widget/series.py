@@ -35,6 +35,28 @@ def encode_points(points: Mapping[str, tuple[Any, Any]]) -> dict[str, dict[str, 
     return {name: {"x": encode_column(xs), "y": encode_column(ys)} for name, (xs, ys) in points.items()}
 
 
+def decimate(xs: np.ndarray, ys: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most ~`max_points` points that keep each bucket's minimum and maximum (NaN and ±Inf included, so
+    spikes and gaps stay visible), the first and the last point."""
+    count = len(xs)
+    if count <= max_points:
+        return xs, ys
+    buckets = max(1, max_points // 2 - 1)
+    size = -(-count // buckets)
+    padded = np.full(buckets * size, np.nan)
+    padded[:count] = ys
+    grid = padded.reshape(buckets, size)
+    nan = np.isnan(grid)
+    lows = np.where(nan, np.inf, grid).argmin(axis=1)
+    highs = np.where(nan, -np.inf, grid).argmax(axis=1)
+    offsets = np.arange(buckets) * size
+    with_nan = nan.any(axis=1)
+    first_nan = (offsets + nan.argmax(axis=1))[with_nan]
+    keep = np.unique(np.concatenate([offsets + lows, offsets + highs, first_nan, [0, count - 1]]))
+    keep = keep[keep < count]
+    return xs[keep], ys[keep]
+
+
 class RunSeries:
     """All points of one run; `add_records` returns just the points it added (for a delta message)."""
 
@@ -80,8 +102,16 @@ class RunSeries:
         for name in [n for n in self.columns if _has_prefix(n, prefix)]:
             del self.columns[name]
 
-    def encoded(self) -> dict[str, dict[str, str]]:
-        return encode_points(self.columns)
+    def encoded(self, max_points_per_series: int | None = None) -> dict[str, dict[str, str]]:
+        """All series in the protocol's form; with a cap, each longer series is decimated to about that many
+        points (the views' snapshot stays bounded whatever the run length)."""
+        if max_points_per_series is None:
+            return encode_points(self.columns)
+        out = {}
+        for name, (xs, ys) in self.columns.items():
+            x, y = decimate(np.frombuffer(xs, dtype="f8"), np.frombuffer(ys, dtype="f8"), max_points_per_series)
+            out[name] = {"x": encode_column(x), "y": encode_column(y)}
+        return out
 
     def latest(self, name: str) -> float | None:
         column = self.columns.get(name)

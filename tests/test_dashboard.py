@@ -302,3 +302,17 @@ def test_start_dashboard_and_show_display_the_widget(dash, monkeypatch):
     dash.start_dashboard()
     dash.show()
     assert shown == [dash, dash]
+
+
+def test_snapshot_stays_bounded_and_keeps_extremes_and_the_last_point(dash):
+    values = np.sin(np.arange(50_000) / 500.0)
+    values[12_345] = 50.0
+    values[33_333] = math.nan
+    dash.add_metrics([{"step": s, "loss": float(v), "kl_mean": 0.1} for s, v in enumerate(values)])
+    state = dash.get_state()["metrics"]
+    loss = state["runs"]["my_run"]["loss"]
+    xs, ys = decode(loss["x"]), decode(loss["y"])
+    assert len(xs) <= 31_000 and len(xs) < 50_000
+    assert 50.0 in ys.tolist() and np.isnan(ys).any()
+    assert xs[0] == 0 and xs[-1] == 49_999 and np.all(np.diff(xs) > 0)
+    assert len(dash.to_dataframe()) == 50_000

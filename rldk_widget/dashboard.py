@@ -372,13 +372,13 @@ class RLDKDashboard(anywidget.AnyWidget):
                 run_id = run_id or next((cb.run_id for cb in self._callbacks), None)
                 if run_id is not None:
                     self._ensure_run(run_id)
-                    self._set_run_info(run_id, record.get("max_steps"), record.get("trainer_kind"),
-                                       record.get("started"))
+                    self._set_run_info(run_id, record.get("max_steps"), record.get("trainer"), record.get("started"))
                 return
             for callback in self._callbacks:
                 if run_id is None or callback.run_id == run_id:
                     self._store(callback.run_id, Path(callback.output_dir))
                     self._poll(callback.run_id)
+                    self._set_run_info(callback.run_id, callback.max_steps, callback.trainer_kind)
 
     def _update_default_charts(self, trainer_kind: Any) -> None:
         if not isinstance(trainer_kind, str) or self.default_charts:

@@ -42,8 +42,8 @@ export default { render({ el }) {
 SEVERITIES = ("info", "warning", "critical")
 _SOURCES = {"metrics": "", "ppo_metrics": "ppo:", "checkpoint_summary": "ckpt:"}
 _DEFAULT_PORT = 8501
-SNAPSHOT_POINT_BUDGET = 60_000
-"""Points the `metrics` snapshot carries at most (≈1.3 MB of JSON): longer series are decimated to keep
+SNAPSHOT_POINT_BUDGET = 30_000
+"""Points the `metrics` snapshot carries at most (≈0.65 MB of JSON): longer series are decimated to keep
 first, last, minima and maxima. Deltas always carry every point; `to_dataframe()` always has all data."""
 _running_dashboards: "weakref.WeakSet[RLDKDashboard]" = weakref.WeakSet()
 
@@ -99,6 +99,8 @@ class RLDKDashboard(anywidget.AnyWidget):
             raise ValueError(f"refresh_interval must be a positive number of seconds, got {refresh_interval!r}")
         self._runs: dict[str, RunSeries] = {}
         self._alerts: list[dict[str, Any]] = []
+        self._changed_since_snapshot = False
+        self._snapshot_replaces = False
         self._problems: dict[str, list[str]] = {}
         super().__init__(**kwargs)
         self.output_dir = Path(output_dir)
@@ -109,6 +111,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._trainer_state = TrainerStateReader(self.output_dir)
         self._channel = DeltaChannel(self.send, self._lock)
         self.on_msg(self._on_view_message)
+        self._cell_end_hook = _register_post_run_cell(self)
         self.update_data()
         if auto_refresh:
             self.enable_auto_refresh(refresh_interval)
@@ -288,6 +291,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             self.disconnect_callback(callback)
         if hasattr(self, "_channel"):
             self._channel.close()
+        _unregister_post_run_cell(getattr(self, "_cell_end_hook", None))
         with self._lock:
             for store in self._stores.values():
                 store.close()
@@ -343,9 +347,10 @@ class RLDKDashboard(anywidget.AnyWidget):
         alerts = [_alert_from_file(item, run_id) for item in data.alerts]
         self._alerts.extend(alerts)
         if data.reset:
-            self._send_snapshot()
+            self._send_snapshot(replace=True)
         elif points or alerts:
             self._channel.push(run_id, points, alerts)
+            self._changed_since_snapshot = True
         self._note_problems(run_id, problems, write_errors)
 
     def _note_problems(self, run_id: str, problems: list[str], write_errors: list[str]) -> None:
@@ -394,15 +399,29 @@ class RLDKDashboard(anywidget.AnyWidget):
         with self._lock:
             super().send_state(key)
 
-    def _send_snapshot(self) -> None:
-        self.send_state(["metrics", "alerts"])
+    def _send_snapshot(self, replace: bool) -> None:
+        with self._lock:
+            self._snapshot_replaces = replace
+            self.send_state(["metrics", "alerts"])
+            self._snapshot_replaces = False
+            self._changed_since_snapshot = False
 
     def _snapshot_metrics(self) -> dict[str, Any]:
         with self._lock:
-            seq = self._channel.absorb_pending() if hasattr(self, "_channel") else 0
+            replace = getattr(self, "_snapshot_replaces", False)
+            seq = self._channel.snapshot_seq(replace) if hasattr(self, "_channel") else 0
             series_count = sum(len(run.columns) for run in self._runs.values())
-            cap = max(1000, SNAPSHOT_POINT_BUDGET // max(1, series_count))
+            cap = max(500, SNAPSHOT_POINT_BUDGET // max(1, series_count))
             return {"seq": seq, "runs": {run_id: run.encoded(cap) for run_id, run in self._runs.items()}}
+
+    def _refresh_saved_state(self, *_args: Any) -> None:
+        """After each cell: bring the traitlet snapshot up to date, so a notebook saved now holds the run
+        (bounded by SNAPSHOT_POINT_BUDGET). Views already in sync ignore it and keep their full data."""
+        with self._lock:
+            if not self._changed_since_snapshot or self.comm is None:
+                return
+            self._channel.flush()
+            self._send_snapshot(replace=False)
 
     def _snapshot_alerts(self) -> list[dict[str, Any]]:
         with self._lock:
@@ -410,7 +429,7 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _on_view_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if isinstance(content, Mapping) and content.get("type") == "request_snapshot":
-            self._send_snapshot()
+            self._send_snapshot(replace=False)
 
     # ---- validation --------------------------------------------------------------------------------------
     def _metrics_record(self, item: Any) -> dict[str, Any]:
@@ -498,6 +517,39 @@ def _refresh_loop(dashboard_ref: "weakref.ref[RLDKDashboard]", stop: threading.E
             except Exception:
                 pass
         del dashboard
+
+
+def _register_post_run_cell(dashboard: RLDKDashboard) -> Any:
+    """Call `dashboard._refresh_saved_state` after every cell (IPython only); holds the dashboard weakly."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    if shell is None:
+        return None
+    dashboard_ref = weakref.ref(dashboard)
+
+    def after_cell(*_args: Any) -> None:
+        target = dashboard_ref()
+        if target is not None:
+            target._refresh_saved_state()
+
+    shell.events.register("post_run_cell", after_cell)
+    return after_cell
+
+
+def _unregister_post_run_cell(hook: Any) -> None:
+    if hook is None:
+        return
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is not None:
+        try:
+            shell.events.unregister("post_run_cell", hook)
+        except ValueError:
+            pass
 
 
 @atexit.register

@@ -90,11 +90,13 @@ class DeltaChannel:
             except Exception:
                 logger.exception("could not send a delta to the views; they will ask for a snapshot")
 
-    def absorb_pending(self) -> int:
-        """A snapshot is being built from the full data: drop what is queued (the snapshot holds it) and
-        number the snapshot after it. Returns the snapshot's seq."""
+    def snapshot_seq(self, replace: bool) -> int:
+        """A snapshot is being built from the full data: drop what is queued (the snapshot holds it) and return
+        the snapshot's seq. It is numbered past the last delta when it holds rows no delta carried or must
+        replace what views hold (`replace`); otherwise it equals the last delta's seq and views that are in sync
+        keep their own, full-resolution data (docs/protocol.md)."""
         with self._lock:
-            if self._points or self._alerts:
+            if self._points or self._alerts or replace:
                 self._points = {}
                 self._alerts = []
                 self.seq += 1

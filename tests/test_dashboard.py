@@ -316,3 +316,16 @@ def test_snapshot_stays_bounded_and_keeps_extremes_and_the_last_point(dash):
     assert 50.0 in ys.tolist() and np.isnan(ys).any()
     assert xs[0] == 0 and xs[-1] == 49_999 and np.all(np.diff(xs) > 0)
     assert len(dash.to_dataframe()) == 50_000
+
+
+def test_after_each_cell_the_saved_state_is_refreshed_without_disturbing_views_in_sync(dash):
+    tap = CommTap(dash)
+    dash.add_metrics([{"step": s, "loss": float(s)} for s in range(3)])
+    dash._refresh_saved_state()
+    last_delta = tap.deltas[-1]["seq"]
+    state = tap.states[-1]["metrics"]
+    assert state["seq"] == last_delta
+    assert decode(state["runs"]["my_run"]["loss"]["x"]).tolist() == [0, 1, 2]
+    sent = len(tap.messages)
+    dash._refresh_saved_state()
+    assert len(tap.messages) == sent

@@ -1,0 +1,240 @@
+"""RLDKCallback: a transformers TrainerCallback that writes TRL logs, alerts and checkpoint stats to a RunStore
+and tells listeners (e.g. a dashboard) about every record. Rank zero only; never raises into training."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable
+
+from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .alerts import AlertMonitor, AlertRules
+from .metrics import as_number
+from .store import RunStore, default_run_id, validate_run_id
+from .trl_keys import detect_trainer_kind, is_eval_log, is_summary_log, kind_from_class, map_log, ppo_keys
+
+logger = logging.getLogger(__name__)
+
+Listener = Callable[[str, dict[str, Any]], None]
+LISTENER_KINDS: tuple[str, ...] = ("metrics", "alert", "ppo_metrics", "checkpoint_summary", "run_info")
+
+
+def _guarded(hook: Callable[..., None]) -> Callable[..., None]:
+    """Run a hook body so that no exception reaches the training loop (logged; warned once per problem)."""
+
+    @functools.wraps(hook)
+    def wrapper(self: "RLDKCallback", *args: Any, **kwargs: Any) -> None:
+        try:
+            hook(self, *args, **kwargs)
+        except Exception as err:  # noqa: BLE001 - the training loop must go on
+            self._problem(
+                f"{hook.__name__}:{type(err).__name__}", f"RLDKCallback.{hook.__name__} failed: {err!r}", err
+            )
+
+    return wrapper
+
+
+class RLDKCallback(TrainerCallback):
+    """Record a TRL run for rldk_widget: `trainer.add_callback(RLDKCallback("./rldk_logs"))`.
+
+    Files (in `output_dir`, see `RunStore`): one metrics record per log (TRL keys mapped by `trl_keys`, raw keys
+    kept), alerts from `AlertMonitor`, a checkpoint-summary row per save and, for PPO, a row of PPO keys per log.
+    Listeners added with `add_listener(fn)` are called as `fn(kind, record)` after each record was written,
+    kind in "metrics" | "alert" | "ppo_metrics" | "checkpoint_summary" | "run_info" ("run_info" records are
+    updates of `run_info`: max_steps and trainer at the start, the train_runtime summary at the end).
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike[str] = "./rldk_logs",
+        run_id: str | None = None,
+        log_interval: int = 1,
+        alert_rules: AlertRules | None = None,
+    ) -> None:
+        if isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 1:
+            raise ValueError(f"log_interval must be an int >= 1, got {log_interval!r}")
+        if alert_rules is not None and not isinstance(alert_rules, AlertRules):
+            raise TypeError(f"alert_rules must be an AlertRules or None, got {type(alert_rules).__name__}")
+        self.output_dir = Path(output_dir)
+        self.run_id = validate_run_id(run_id) if run_id is not None else default_run_id()
+        self.log_interval = log_interval
+        self.alert_rules = alert_rules
+        self.max_steps: int | None = None
+        self.trainer_kind: str | None = None
+        self.run_info: dict[str, Any] = {"run_id": self.run_id}
+        self._listeners: tuple[Listener, ...] = ()
+        self._store: RunStore | None = None
+        self._monitor: AlertMonitor | None = None
+        self._last_weight_norm: float | None = None
+        self._warned: set[str] = set()
+
+    # listeners -----------------------------------------------------------------------------------------------
+    def add_listener(self, fn: Listener) -> None:
+        """Call `fn(kind, record)` for every record from now on (adding the same function twice is a no-op)."""
+        if not callable(fn):
+            raise TypeError(f"listener must be callable, got {type(fn).__name__}")
+        if fn not in self._listeners:
+            self._listeners = (*self._listeners, fn)
+
+    def remove_listener(self, fn: Listener) -> None:
+        """Stop calling `fn`; removing a listener that is not there is a no-op."""
+        self._listeners = tuple(listener for listener in self._listeners if listener != fn)
+
+    def _emit(self, kind: str, record: dict[str, Any]) -> None:
+        for listener in self._listeners:
+            try:
+                listener(kind, dict(record))
+            except Exception as err:  # noqa: BLE001 - one bad listener must not break training or the others
+                self._problem(
+                    f"listener:{getattr(listener, '__qualname__', listener)!s}:{type(err).__name__}",
+                    f"RLDKCallback listener {listener!r} failed on a {kind!r} record: {err!r}",
+                    err,
+                )
+
+    # hooks ---------------------------------------------------------------------------------------------------
+    @_guarded
+    def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+        if not state.is_world_process_zero:
+            return
+        self.max_steps = state.max_steps if state.max_steps and state.max_steps > 0 else None
+        self.trainer_kind = kind_from_class(args) or self.trainer_kind
+        now = time.time()
+        self._update_run_info(
+            {"max_steps": self.max_steps, "trainer": self.trainer_kind, "started": now, "timestamp": now}
+        )
+
+    @_guarded
+    def on_log(
+        self,
+        args: TrainingArguments,
+        state: TrainerState,
+        control: TrainerControl,
+        logs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ):
+        if not state.is_world_process_zero or not logs:
+            return
+        step = state.global_step
+        now = time.time()
+        if is_summary_log(logs):
+            summary = {key: number for key, value in logs.items() if (number := _number(value)) is not None}
+            self._update_run_info({**summary, "step": step, "finished": now, "timestamp": now})
+            return
+        if self.trainer_kind is None:
+            self.trainer_kind = detect_trainer_kind(logs)
+        metrics = map_log(logs, step, self.trainer_kind)
+        metrics.run_id, metrics.timestamp = self.run_id, now
+        record = metrics.to_dict()
+        evaluation = is_eval_log(logs)
+        if evaluation or step % self.log_interval == 0:
+            self._append("metrics", record)
+        if evaluation:
+            return
+        for alert in self._alert_monitor().observe(record):
+            self._append("alert", {**alert, "run_id": self.run_id, "timestamp": now})
+        ppo = ppo_keys(logs)
+        if ppo or self.trainer_kind == "ppo":
+            self._append("ppo_metrics", {"step": step, **{key: _number(value) for key, value in ppo.items()}})
+
+    @_guarded
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+        if not state.is_world_process_zero:
+            return
+        model = kwargs.get("model")
+        if model is None:
+            self._problem("on_save:no_model", "RLDKCallback.on_save got no model; checkpoint summary skipped")
+            return
+        stats = parameter_stats(model)
+        delta = None if self._last_weight_norm is None else stats["weight_norm"] - self._last_weight_norm
+        self._last_weight_norm = stats["weight_norm"]
+        row = {
+            "step": state.global_step,
+            "epoch": state.epoch,
+            "checkpoint_dir": os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"),
+            "param_count": stats["param_count"],
+            "size_mb": stats["size_mb"],
+            "weight_norm": stats["weight_norm"],
+            "weight_norm_delta": delta,
+            "nonfinite_params": stats["nonfinite_params"],
+        }
+        self._append("checkpoint_summary", row)
+
+    @_guarded
+    def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+        if self._store is not None:
+            self._store.retry_unwritten()
+            self._check_write_errors()
+            self._store.close()
+
+    # internals -----------------------------------------------------------------------------------------------
+    def _alert_monitor(self) -> AlertMonitor:
+        if self._monitor is None:
+            self._monitor = AlertMonitor(self.alert_rules or AlertRules.for_trainer(self.trainer_kind))
+        return self._monitor
+
+    def _update_run_info(self, update: dict[str, Any]) -> None:
+        self.run_info.update(update)
+        self._emit("run_info", {"run_id": self.run_id, **update})
+
+    def _append(self, kind: str, record: dict[str, Any]) -> None:
+        """Write one record through the store, then tell the listeners."""
+        if self._store is None:
+            self._store = RunStore(self.output_dir, self.run_id)
+        if kind == "metrics":
+            self._store.append_metrics(record)
+        elif kind == "alert":
+            self._store.append_alert(record)
+        else:
+            self._store.append_csv(kind, record)  # type: ignore[arg-type]
+        self._check_write_errors()
+        self._emit(kind, record if "run_id" in record else {**record, "run_id": self.run_id})
+
+    def _check_write_errors(self) -> None:
+        assert self._store is not None
+        for error in self._store.write_errors:
+            self._problem(f"write:{error}", f"RLDKCallback: {error}; records are kept in memory and retried")
+
+    def _problem(self, key: str, message: str, error: BaseException | None = None) -> None:
+        """Log every problem; warn once per distinct one."""
+        if key in self._warned:
+            logger.debug(message, exc_info=error)
+            return
+        self._warned.add(key)
+        logger.error(message, exc_info=error)
+        warnings.warn(f"{message} (training continues; repeats are only logged)", RuntimeWarning, stacklevel=2)
+
+
+def _number(value: Any) -> float | None:
+    """A log value as a float; None (TRL's "all NaN") as NaN; non-numeric as None."""
+    return math.nan if value is None else as_number(value)
+
+
+def parameter_stats(model: Any) -> dict[str, Any]:
+    """One no-grad pass over the parameters: count, size in MB, L2 norm of the floating-point ones (computed in
+    fp32) and their non-finite entries. Under FSDP / ZeRO-3 this describes the calling rank's shards."""
+    import torch
+
+    count = 0
+    size = 0
+    square_sum = 0.0
+    nonfinite = 0
+    with torch.no_grad():
+        for param in model.parameters():
+            count += param.numel()
+            size += param.numel() * param.element_size()
+            if param.is_floating_point():
+                square_sum += float(torch.linalg.vector_norm(param, dtype=torch.float32)) ** 2
+                nonfinite += int(torch.count_nonzero(~torch.isfinite(param)))
+    return {
+        "param_count": count,
+        "size_mb": size / 2**20,
+        "weight_norm": math.sqrt(square_sum),
+        "nonfinite_params": nonfinite,
+    }

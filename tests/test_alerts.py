@@ -1,0 +1,223 @@
+"""AlertRules / AlertMonitor: every rule fires on a synthetic bad history, stays quiet on a healthy one, and a
+lasting condition gives at most an onset and one escalation."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rldk_widget.alerts import RULE_TYPES, SEVERITIES, AlertMonitor, AlertRules
+
+
+def run(rows: list[dict], rules: AlertRules | None = None, start: int = 1) -> list[dict]:
+    monitor = AlertMonitor(rules)
+    alerts: list[dict] = []
+    for offset, row in enumerate(rows):
+        alerts.extend(monitor.observe({"step": start + offset, **row}))
+    return alerts
+
+
+def series(name: str, values) -> list[dict]:
+    return [{name: value} for value in values]
+
+
+def noisy(level: float, scale: float, n: int, seed: int = 0) -> list[float]:
+    rng = random.Random(seed)
+    return [level + rng.gauss(0, scale) for _ in range(n)]
+
+
+def ramp(start: float, end: float, n: int) -> list[float]:
+    return [start + (end - start) * i / (n - 1) for i in range(n)]
+
+
+# Each rule: (rule type, a history that must fire it, a healthy history that must not).
+CASES: dict[str, tuple[list[dict], list[dict]]] = {
+    "nonfinite": (
+        series("loss", [1.0] * 5 + [math.nan]),
+        series("loss", noisy(1.0, 0.2, 200)),
+    ),
+    "kl_high": (
+        series("kl_mean", [0.01] * 5 + [0.31]),
+        series("kl_mean", [abs(v) for v in noisy(0.05, 0.02, 200)]),
+    ),
+    "kl_spike": (
+        series("kl_mean", [0.01] * 10 + [0.08]),
+        series("kl_mean", [max(0.0, v) for v in ramp(0.001, 0.08, 200)]),
+    ),
+    "entropy_collapse": (
+        series("entropy_mean", [2.0] * 10 + [0.15]),
+        series("entropy_mean", [v + e for v, e in zip(ramp(2.0, 0.5, 200), noisy(0.0, 0.05, 200))]),
+    ),
+    "reward_collapse": (
+        series("reward_mean", [v + e for v, e in zip(ramp(0.0, 0.8, 30) + [0.1] * 10, noisy(0, 0.03, 40))]),
+        series("reward_mean", noisy(0.0, 0.1, 300, seed=1))
+        + series("reward_mean", [v + e for v, e in zip(ramp(0.1, 0.9, 200), noisy(0, 0.1, 200, seed=2))]),
+    ),
+    "zero_reward_variance": (
+        series("frac_reward_zero_std", [0.2] * 3 + [1.0] * 3),
+        series("frac_reward_zero_std", ([0.25, 0.5, 1.0, 0.0] * 50)),
+    ),
+    "reward_hacking": (
+        [{"reward_mean": r, "kl_mean": k} for r, k in zip(ramp(0.1, 0.9, 40), [0.01] * 20 + ramp(0.01, 0.15, 20))],
+        [{"reward_mean": r, "kl_mean": k} for r, k in zip(ramp(0.1, 0.9, 200), ramp(0.0, 0.04, 200))],
+    ),
+    "grad_norm_explosion": (
+        series("grad_norm", noisy(1.0, 0.1, 10) + [50.0]),
+        series("grad_norm", [abs(v) + 0.1 for v in noisy(1.0, 0.5, 300)]),
+    ),
+    "clip_frac_high": (
+        series("clip_frac", [0.1, 0.1, 0.5]),
+        series("clip_frac", [abs(v) for v in noisy(0.1, 0.05, 200)]),
+    ),
+    "value_loss_spike": (
+        series("value_loss", [0.5] * 10 + [5.0]),
+        series("value_loss", [v * (1 + e) for v, e in zip(ramp(1.0, 0.1, 200), noisy(0, 0.2, 200))]),
+    ),
+    "completion_length_blowup": (
+        series("completions/mean_length", [50.0] * 10 + [150.0]),
+        series("completions/mean_length", [v + e for v, e in zip(ramp(50, 90, 200), noisy(0, 5, 200))]),
+    ),
+    "completions_clipped": (
+        series("completions/clipped_ratio", [0.1] * 3 + [0.9] * 3),
+        series("completions/clipped_ratio", [0.1, 0.9, 0.2] * 60),
+    ),
+}
+
+
+def test_every_rule_has_a_case():
+    assert set(CASES) == set(RULE_TYPES)
+
+
+@pytest.mark.parametrize("rule", RULE_TYPES)
+def test_rule_fires_on_bad_history(rule):
+    bad, _ = CASES[rule]
+    fired = [a for a in run(bad) if a["type"] == rule]
+    assert fired, f"{rule} did not fire"
+    alert = fired[0]
+    assert set(alert) >= {"type", "message", "step", "severity", "metric", "value", "threshold"}
+    assert alert["severity"] in SEVERITIES
+    assert f"at step {alert['step']}" in alert["message"]
+    assert "{step}" not in alert["message"]
+
+
+@pytest.mark.parametrize("rule", RULE_TYPES)
+def test_rule_quiet_on_healthy_history(rule):
+    _, healthy = CASES[rule]
+    assert [a for a in run(healthy) if a["type"] == rule] == []
+
+
+@pytest.mark.parametrize("rule", RULE_TYPES)
+def test_lasting_condition_gives_at_most_two_alerts(rule):
+    bad, _ = CASES[rule]
+    lasting = bad + [bad[-1]] * 100
+    assert 1 <= len([a for a in run(lasting) if a["type"] == rule]) <= 2
+
+
+def test_kl_message_states_value_threshold_and_advice():
+    alerts = run(series("kl_mean", [0.01] * 39 + [0.31]))
+    assert [a["type"] for a in alerts] == ["kl_high", "kl_spike"]
+    alert = alerts[0]
+    assert alert["step"] == 40
+    assert alert["message"].startswith("KL 0.31 > 0.2 at step 40: ")
+    assert "lower the learning rate or raise beta" in alert["message"]
+    assert (alert["value"], alert["threshold"], alert["severity"]) == (0.31, 0.2, "warning")
+
+
+def test_escalation_when_twice_as_bad_then_silence():
+    alerts = run(series("kl_mean", ramp(0.25, 2.0, 100)))
+    assert [a["type"] for a in alerts] == ["kl_high", "kl_high"]
+    onset, escalation = alerts
+    assert escalation["value"] >= 2 * onset["value"]
+    assert (onset["severity"], escalation["severity"]) == ("warning", "critical")
+    assert "escalated" in escalation["message"] and f"step {onset['step']}" in escalation["message"]
+
+
+def test_rearms_after_clearing_and_cooldown():
+    kl = [0.3] * 10 + [0.05] * 60 + [0.3] * 5
+    steps = [a["step"] for a in run(series("kl_mean", kl)) if a["type"] == "kl_high"]
+    assert steps == [1, 71]
+
+
+def test_no_rearm_without_enough_clear_steps():
+    rules = AlertRules(cooldown_steps=0, rearm_steps=5)
+    kl = ([0.3] * 5 + [0.05] * 3) * 10
+    assert len(run(series("kl_mean", kl), rules)) == 1
+
+
+def test_cooldown_limits_flapping_condition():
+    rules = AlertRules(rearm_steps=1, cooldown_steps=50)
+    steps = [a["step"] for a in run(series("clip_frac", [0.5, 0.1] * 60), rules)]
+    assert steps == [1, 51, 101]
+
+
+def test_nan_reward_logged_as_none_is_critical():
+    rows = [{"reward_mean": 0.5, "loss": 0.1}] * 4 + [{"reward_mean": None, "loss": 0.1}]
+    (alert,) = run(rows)
+    assert (alert["type"], alert["metric"], alert["severity"], alert["step"]) == (
+        "nonfinite", "reward_mean", "critical", 5)
+    assert math.isnan(alert["value"])
+
+
+def test_infinite_grad_norm_is_critical_once():
+    alerts = run(series("grad_norm", [1.0] * 5 + [math.inf] * 50))
+    assert [(a["type"], a["severity"]) for a in alerts] == [("nonfinite", "critical")]
+
+
+def test_zero_variance_from_reward_std_when_no_group_fraction():
+    alerts = run(series("reward_std", [0.3] * 5 + [0.0] * 5))
+    assert [(a["type"], a["metric"]) for a in alerts] == [("zero_reward_variance", "reward_std")]
+
+
+def test_absolute_grad_norm_limit_without_history():
+    (alert,) = run(series("grad_norm", [150.0]))
+    assert alert["type"] == "grad_norm_explosion" and alert["threshold"] == 100.0
+
+
+def test_thresholds_are_overridable():
+    assert run(series("kl_mean", [0.01] * 5 + [0.31]), AlertRules(kl_max=0.5, kl_spike_factor=50)) == []
+    assert run(series("clip_frac", [0.25]), AlertRules(clip_frac_max=0.2))[0]["threshold"] == 0.2
+
+
+def test_disabled_rules_stay_quiet():
+    assert run(series("clip_frac", [0.9]), AlertRules(disabled={"clip_frac_high"})) == []
+
+
+def test_for_trainer_defaults():
+    ppo = AlertRules.for_trainer("ppo")
+    assert ppo.kl_max > AlertRules().kl_max
+    assert run(series("kl_mean", [3.0] * 30), ppo) == []
+    reward = AlertRules.for_trainer("reward", cooldown_steps=10)
+    assert "reward_collapse" in reward.disabled and reward.cooldown_steps == 10
+    assert AlertRules.for_trainer(None) == AlertRules()
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"kl_max": -1}, {"kl_max": math.nan}, {"window": 0}, {"escalation_factor": 1.0}, {"disabled": {"x"}}]
+)
+def test_invalid_rules_raise(kwargs):
+    with pytest.raises(ValueError):
+        AlertRules(**kwargs)
+
+
+def test_records_without_metrics_are_ignored():
+    assert run([{}, {"loss": "n/a"}, {"epoch": 1.0}]) == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=3, allow_nan=False), min_size=1, max_size=300))
+def test_onsets_respect_cooldown_and_escalate_once(values):
+    rules = AlertRules()
+    alerts = [a for a in run(series("kl_mean", values), rules) if a["type"] == "kl_high"]
+    last_onset = None
+    escalations = 0
+    for alert in alerts:
+        if "escalated" in alert["message"]:
+            escalations += 1
+            assert last_onset is not None and escalations == 1
+        else:
+            assert last_onset is None or alert["step"] - last_onset >= rules.cooldown_steps
+            last_onset, escalations = alert["step"], 0

@@ -1,0 +1,275 @@
+"""RLDKCallback driven by hand (no training): store records, listener API, alerts, checkpoint and PPO rows,
+rank zero only, and no exception ever reaching the training loop."""
+
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from types import SimpleNamespace
+
+import pytest
+import torch
+from transformers import TrainerControl, TrainerState
+
+from rldk_widget.alerts import AlertRules
+from rldk_widget.callback import RLDKCallback, parameter_stats
+from rldk_widget.store import RunStore
+
+GRPO_LOG = {"loss": 0.01, "grad_norm": 0.5, "learning_rate": 1e-5, "reward": 0.4, "reward_std": 0.2, "kl": 0.01,
+            "entropy": 1.2, "completions/mean_length": 20.0, "frac_reward_zero_std": 0.1, "epoch": 0.1}
+
+
+class GRPOConfig(SimpleNamespace):
+    """Stands in for trl.GRPOConfig: the callback reads the trainer kind from the class name."""
+
+
+class PPOConfig(SimpleNamespace):
+    pass
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict]] = []
+
+    def __call__(self, kind: str, record: dict) -> None:
+        self.events.append((kind, record))
+
+    def of(self, kind: str) -> list[dict]:
+        return [record for k, record in self.events if k == kind]
+
+
+def make_state(step: int = 0, max_steps: int = 10, rank_zero: bool = True) -> TrainerState:
+    state = TrainerState(max_steps=max_steps, is_world_process_zero=rank_zero)
+    state.global_step = step
+    return state
+
+
+@pytest.fixture
+def args(tmp_path):
+    return GRPOConfig(output_dir=str(tmp_path / "trainer_out"))
+
+
+@pytest.fixture
+def cb(tmp_path):
+    return RLDKCallback(output_dir=tmp_path / "logs", run_id="run-1")
+
+
+def train(cb: RLDKCallback, args, logs: list[dict], start: int = 1) -> None:
+    control = TrainerControl()
+    cb.on_train_begin(args, make_state(), control)
+    for offset, entry in enumerate(logs):
+        cb.on_log(args, make_state(start + offset), control, logs=dict(entry))
+
+
+def stored(cb: RLDKCallback):
+    return RunStore(cb.output_dir, cb.run_id).read_all()
+
+
+def test_on_log_maps_and_appends(cb, args):
+    train(cb, args, [GRPO_LOG, GRPO_LOG])
+    records = stored(cb).metrics
+    assert [r["step"] for r in records] == [1, 2]
+    first = records[0]
+    assert (first["reward_mean"], first["kl_mean"], first["entropy_mean"], first["reward_std"]) == (0.4, 0.01, 1.2,
+                                                                                                    0.2)
+    assert first["reward"] == 0.4 and first["completions/mean_length"] == 20.0
+    assert first["run_id"] == "run-1" and isinstance(first["timestamp"], float)
+    assert cb.trainer_kind == "grpo" and cb.max_steps == 10
+
+
+def test_listener_called_after_append_with_the_same_record(cb, args):
+    seen = []
+
+    def listener(kind, record):
+        if kind == "metrics":
+            seen.append((record, stored(cb).metrics[-1]))
+
+    cb.add_listener(listener)
+    train(cb, args, [GRPO_LOG])
+    ((record, on_disk),) = seen
+    assert record == on_disk
+
+
+def test_run_info_at_begin_and_summary_not_a_step(cb, args):
+    events = Collector()
+    cb.add_listener(events)
+    train(cb, args, [GRPO_LOG, {"train_runtime": 12.5, "train_loss": 0.3, "train_steps_per_second": 0.8,
+                                "epoch": 0.2}])
+    begin, end = events.of("run_info")
+    assert (begin["max_steps"], begin["trainer"], begin["run_id"]) == (10, "grpo", "run-1")
+    assert end["train_runtime"] == 12.5 and end["step"] == 2
+    assert [r["step"] for r in stored(cb).metrics] == [1]
+    assert cb.run_info["train_runtime"] == 12.5 and cb.run_info["max_steps"] == 10
+
+
+def test_eval_logs_are_their_own_records_and_raise_no_alerts(cb, args):
+    events = Collector()
+    cb.add_listener(events)
+    train(cb, args, [GRPO_LOG])
+    cb.on_log(args, make_state(1), TrainerControl(), logs={"eval_loss": math.nan, "eval_reward": 0.1, "epoch": 0.1})
+    train_record, eval_record = stored(cb).metrics
+    assert eval_record["step"] == train_record["step"] == 1
+    assert eval_record["eval_reward"] == 0.1 and "reward_mean" not in eval_record
+    assert events.of("alert") == []
+
+
+def test_nan_reward_gives_critical_alert_in_store_and_listener(cb, args):
+    events = Collector()
+    cb.add_listener(events)
+    train(cb, args, [GRPO_LOG] * 4 + [{**GRPO_LOG, "reward": None, "rewards/bad/mean": None}] + [GRPO_LOG] * 3)
+    (alert,) = [a for a in stored(cb).alerts if a["type"] == "nonfinite"]
+    assert (alert["step"], alert["severity"], alert["metric"], alert["run_id"]) == (5, "critical", "reward_mean",
+                                                                                     "run-1")
+    assert isinstance(alert["timestamp"], float) and math.isnan(alert["value"])
+    assert [a["type"] for a in events.of("alert")] == ["nonfinite"]
+    assert math.isnan(stored(cb).metrics[4]["reward_mean"])
+
+
+def test_alert_rules_are_used(tmp_path, args):
+    cb = RLDKCallback(tmp_path, run_id="r", alert_rules=AlertRules(kl_max=0.001))
+    train(cb, args, [GRPO_LOG])
+    assert [a["type"] for a in stored(cb).alerts] == ["kl_high"]
+
+
+def test_log_interval_thins_metrics_but_alerts_see_every_log(tmp_path, args):
+    cb = RLDKCallback(tmp_path, run_id="r", log_interval=2)
+    train(cb, args, [GRPO_LOG, GRPO_LOG, {**GRPO_LOG, "loss": math.nan}, GRPO_LOG])
+    assert [r["step"] for r in stored(cb).metrics] == [2, 4]
+    assert [a["step"] for a in stored(cb).alerts] == [3]
+
+
+def test_on_save_writes_checkpoint_rows(cb, args):
+    events = Collector()
+    cb.add_listener(events)
+    model = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+        model.bias.fill_(0.0)
+    state = make_state(5)
+    state.epoch = 0.5
+    cb.on_save(args, state, TrainerControl(), model=model)
+    with torch.no_grad():
+        model.weight.fill_(2.0)
+        model.bias[0] = math.nan
+    cb.on_save(args, make_state(10), TrainerControl(), model=model)
+    first, second = stored(cb).checkpoint_summary
+    assert first["step"] == 5 and first["epoch"] == 0.5 and first["param_count"] == 8
+    assert first["checkpoint_dir"].endswith("checkpoint-5")
+    assert first["weight_norm"] == pytest.approx(math.sqrt(6)) and "weight_norm_delta" not in first
+    assert first["size_mb"] == pytest.approx(8 * 4 / 2**20) and first["nonfinite_params"] == 0
+    assert second["nonfinite_params"] == 1 and math.isnan(second["weight_norm"])
+    assert [r["step"] for r in events.of("checkpoint_summary")] == [5, 10]
+    assert events.of("checkpoint_summary")[0]["run_id"] == "run-1"
+
+
+def test_parameter_stats_matches_torch():
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 1)).to(torch.bfloat16)
+    stats = parameter_stats(model)
+    expected = torch.cat([p.float().flatten() for p in model.parameters()]).norm().item()
+    assert stats["weight_norm"] == pytest.approx(expected, rel=1e-5)
+    assert stats["param_count"] == 25 and stats["size_mb"] == pytest.approx(50 / 2**20)
+
+
+def test_ppo_logs_write_ppo_rows(tmp_path):
+    cb = RLDKCallback(tmp_path, run_id="ppo")
+    events = Collector()
+    cb.add_listener(events)
+    logs = {"objective/kl": 0.5, "objective/rlhf_reward": 1.0, "loss/value_avg": 0.2, "policy/clipfrac_avg": 0.1,
+            "lr": 1e-6, "eps": 3, "episode": 8, "epoch": 0.1}
+    train(cb, PPOConfig(output_dir=str(tmp_path)), [logs, logs])
+    rows = stored(cb).ppo_metrics
+    assert [r["step"] for r in rows] == [1, 2]
+    assert rows[0]["objective/kl"] == 0.5 and rows[0]["episode"] == 8 and "epoch" not in rows[0]
+    assert stored(cb).metrics[0]["value_loss"] == 0.2 and cb.trainer_kind == "ppo"
+    assert len(events.of("ppo_metrics")) == 2
+
+
+def test_grpo_logs_write_no_ppo_rows(cb, args):
+    train(cb, args, [GRPO_LOG])
+    assert stored(cb).ppo_metrics == []
+
+
+def test_other_ranks_write_nothing(cb, args):
+    events = Collector()
+    cb.add_listener(events)
+    control = TrainerControl()
+    cb.on_train_begin(args, make_state(rank_zero=False), control)
+    cb.on_log(args, make_state(1, rank_zero=False), control, logs=dict(GRPO_LOG))
+    cb.on_save(args, make_state(1, rank_zero=False), control, model=torch.nn.Linear(1, 1))
+    assert events.events == [] and not cb.output_dir.exists()
+
+
+def test_trainer_kind_detected_from_logs_without_known_args(tmp_path):
+    cb = RLDKCallback(tmp_path, run_id="r")
+    train(cb, SimpleNamespace(output_dir=str(tmp_path)), [{"loss": 0.6, "rewards/margins": 0.2,
+                                                            "rewards/chosen": 0.1}])
+    assert cb.trainer_kind == "dpo" and stored(cb).metrics[0]["reward_mean"] == 0.2
+
+
+def test_failing_listener_does_not_break_training_or_others(cb, args):
+    events = Collector()
+
+    def broken(kind, record):
+        raise RuntimeError("boom")
+
+    cb.add_listener(broken)
+    cb.add_listener(events)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cb, args, [GRPO_LOG] * 3)
+    assert len(events.of("metrics")) == 3
+    assert len([w for w in caught if "boom" in str(w.message)]) == 1
+
+
+def test_listener_gets_its_own_copy(cb, args):
+    def mutating(kind, record):
+        record.clear()
+
+    events = Collector()
+    cb.add_listener(mutating)
+    cb.add_listener(events)
+    train(cb, args, [GRPO_LOG])
+    assert events.of("metrics")[0]["reward_mean"] == 0.4
+
+
+def test_hook_failure_is_warned_once_and_never_raised(cb, args, monkeypatch):
+    def fail(self, record):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(RunStore, "append_metrics", fail)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cb, args, [GRPO_LOG] * 3)
+        cb.on_save(args, make_state(3), TrainerControl(), model=None)
+    messages = [str(w.message) for w in caught]
+    assert len([m for m in messages if "disk on fire" in m]) == 1
+    assert len([m for m in messages if "no model" in m]) == 1
+
+
+def test_add_remove_listener(cb, args):
+    events = Collector()
+    cb.add_listener(events)
+    cb.add_listener(events)
+    train(cb, args, [GRPO_LOG])
+    cb.remove_listener(events)
+    cb.remove_listener(events)
+    cb.on_log(args, make_state(2), TrainerControl(), logs=dict(GRPO_LOG))
+    assert len(events.of("metrics")) == 1
+    with pytest.raises(TypeError):
+        cb.add_listener("not callable")
+
+
+def test_constructor_validation(tmp_path):
+    assert re.fullmatch(r"[A-Za-z0-9._-]+", RLDKCallback(tmp_path).run_id)
+    with pytest.raises(ValueError):
+        RLDKCallback(tmp_path, run_id="../escape")
+    with pytest.raises(ValueError):
+        RLDKCallback(tmp_path, log_interval=0)
+    with pytest.raises(TypeError):
+        RLDKCallback(tmp_path, alert_rules={"kl_max": 1})
+
+
+def test_public_attributes(tmp_path):
+    cb = RLDKCallback(tmp_path / "x", run_id="abc")
+    assert (cb.output_dir, cb.run_id, cb.max_steps, cb.trainer_kind) == (tmp_path / "x", "abc", None, None)

@@ -1,0 +1,391 @@
+// One rendered view of a dashboard model. Every view of a model reads the same Store.
+import { AlertPanel, countAlerts } from "./alerts";
+import { ChartGrid, readTheme, runColor, type DrawStats, type Settings, type Theme } from "./charts";
+import { el } from "./dom";
+import { Header } from "./header";
+import type { Store, StoreChange } from "./store";
+import css from "./style.css";
+
+/** TensorBoard's default: RL metrics are noisy; the raw line stays visible, faint, behind the smoothed one */
+const DEFAULT_SMOOTHING = 0.6;
+const CORE_DEFAULTS = ["reward_mean", "kl_mean", "loss", "entropy_mean", "grad_norm", "learning_rate"];
+/** chart drawing stops for this frame once this much time went by (one chart is always drawn) */
+const FRAME_BUDGET_MS = 12;
+/**
+ * While data streams in, a round of chart redraws (all views of the page) that cost T ms is followed by
+ * T × DUTY_FACTOR ms without streaming chart redraws: charts take at most ~10% of the main thread however fast
+ * deltas arrive and however many views are open. Tiles and alerts still update every frame, and user actions
+ * (tabs, picker, smoothing, resize, a new snapshot) draw at once.
+ */
+const DUTY_FACTOR = 9;
+const MAX_CHART_INTERVAL_MS = 1500;
+const PREFIX_DEFAULT_MAX = 12;
+
+/** One requestAnimationFrame loop for every view on the page. */
+class Scheduler {
+  private views = new Set<View>();
+  private frame = 0;
+  private timer: ReturnType<typeof setTimeout> | 0 = 0;
+  private nextChartAt = 0;
+  private roundMs = 0;
+  /** performance.now() when the current streaming round began; 0 = none in progress */
+  private roundStart = 0;
+
+  add(v: View): void {
+    this.views.add(v);
+  }
+
+  remove(v: View): void {
+    this.views.delete(v);
+    if (!this.views.size) {
+      if (this.frame) cancelAnimationFrame(this.frame);
+      if (this.timer) clearTimeout(this.timer);
+      this.frame = 0;
+      this.timer = 0;
+    }
+  }
+
+  get busy(): boolean {
+    return this.frame !== 0 || this.timer !== 0;
+  }
+
+  request(): void {
+    if (this.frame) return;
+    this.frame = requestAnimationFrame(() => {
+      this.frame = 0;
+      this.run();
+    });
+  }
+
+  private later(ms: number): void {
+    if (this.timer) return;
+    this.timer = setTimeout(
+      () => {
+        this.timer = 0;
+        this.request();
+      },
+      Math.max(0, ms),
+    );
+  }
+
+  /**
+   * One frame: the cheap parts of every view; then charts of views with a user action pending (no throttle);
+   * then the streaming round: the charts that were dirty when the round began (charts dirtied meanwhile wait
+   * for the next round), at most FRAME_BUDGET_MS per frame, and after the round a pause of DUTY_FACTOR × its
+   * cost.
+   */
+  run(): void {
+    const start = performance.now();
+    const deadline = start + FRAME_BUDGET_MS;
+    for (const v of this.views) v.flushCheap();
+    let drew = false;
+    for (const v of this.views) {
+      if (!v.urgent) continue;
+      const n = v.stats.draws;
+      const done = v.flushCharts(deadline, Infinity);
+      drew ||= v.stats.draws > n;
+      if (!done) return this.request();
+      v.urgent = false;
+    }
+    if (this.roundStart === 0) {
+      let any = false;
+      for (const v of this.views) any ||= v.hasDirtyCharts(Infinity);
+      if (!any) return;
+      if (start < this.nextChartAt) return this.later(this.nextChartAt - start);
+      this.roundStart = start;
+    }
+    for (const v of this.views) {
+      if (!v.hasDirtyCharts(this.roundStart)) continue;
+      if (drew && performance.now() > deadline) return this.request();
+      const before = v.stats.drawMs;
+      const done = v.flushCharts(deadline, this.roundStart);
+      this.roundMs += v.stats.drawMs - before;
+      drew = true;
+      if (!done) return this.request();
+    }
+    const now = performance.now();
+    for (const v of this.views) v.stats.lastRoundMs = this.roundMs;
+    this.nextChartAt = now + Math.min(MAX_CHART_INTERVAL_MS, this.roundMs * DUTY_FACTOR);
+    this.roundMs = 0;
+    this.roundStart = 0;
+    let more = false;
+    for (const v of this.views) more ||= v.hasDirtyCharts(Infinity);
+    if (more) this.later(this.nextChartAt - now);
+  }
+}
+
+const scheduler = new Scheduler();
+
+type TabId = "charts" | "alerts" | "ppo" | "ckpt";
+
+const isPrefixed = (n: string) => n.startsWith("ppo:") || n.startsWith("ckpt:");
+
+export class View {
+  readonly root: HTMLElement;
+  private store: Store;
+  private settings: Settings = { xMode: "step", smoothing: DEFAULT_SMOOTHING, logY: false };
+  private header: Header;
+  private grids: Record<"charts" | "ppo" | "ckpt", ChartGrid>;
+  private alerts: AlertPanel;
+  private tabBtns: Record<TabId, HTMLButtonElement>;
+  private alertBadge: HTMLElement;
+  private toolbar: HTMLElement;
+  private statusEl: HTMLElement;
+  private timeBtn: HTMLButtonElement;
+  private stepBtn: HTMLButtonElement;
+  private active: TabId = "charts";
+  /** a user action or a snapshot is waiting: draw charts without waiting for the duty cycle */
+  urgent = true;
+  readonly stats: DrawStats & { frames: number; lastRoundMs: number } = {
+    draws: 0,
+    drawMs: 0,
+    maxDrawMs: 0,
+    estimate: 8,
+    frames: 0,
+    lastRoundMs: 0,
+  };
+  private headerDirty = true;
+  private theme: Theme | null = null;
+  private unsubscribe: () => void;
+  private ticker: ReturnType<typeof setInterval>;
+  private themeObserver: MutationObserver;
+  private destroyed = false;
+
+  constructor(store: Store, host: HTMLElement) {
+    this.store = store;
+    const colorOf = (runId: string) => runColor(store.colorIndex(runId));
+    const getTheme = () => (this.theme ??= readTheme(this.root));
+    const req = (urgent: boolean) => this.schedule(urgent);
+
+    this.header = new Header(store, colorOf);
+    this.grids = {
+      charts: new ChartGrid(
+        store,
+        this.settings,
+        {
+          accept: (n) => n !== "timestamp" && !isPrefixed(n),
+          title: (n) => n,
+          defaults: (s) => (s.defaultCharts.length ? s.defaultCharts : CORE_DEFAULTS),
+          emptyText: "Waiting for metrics…",
+        },
+        getTheme,
+        req,
+      ),
+      ppo: new ChartGrid(
+        store,
+        this.settings,
+        {
+          accept: (n) => n.startsWith("ppo:"),
+          title: (n) => n.slice(4),
+          defaults: (s) => s.seriesNames().filter((n) => n.startsWith("ppo:")).slice(0, PREFIX_DEFAULT_MAX),
+          emptyText: "No PPO metrics.",
+        },
+        getTheme,
+        req,
+      ),
+      ckpt: new ChartGrid(
+        store,
+        this.settings,
+        {
+          accept: (n) => n.startsWith("ckpt:"),
+          title: (n) => n.slice(5),
+          defaults: (s) => s.seriesNames().filter((n) => n.startsWith("ckpt:")).slice(0, PREFIX_DEFAULT_MAX),
+          emptyText: "No checkpoint metrics.",
+        },
+        getTheme,
+        req,
+      ),
+    };
+    this.alerts = new AlertPanel(store, colorOf);
+
+    // tabs
+    this.alertBadge = el("span", { className: "rldk-badge" });
+    const tab = (id: TabId, label: string, extra?: Node) => {
+      const b = el("button", { type: "button", className: "rldk-tab", role: "tab" }, [label]);
+      if (extra) b.append(extra);
+      b.dataset.tab = id;
+      b.addEventListener("click", () => this.setTab(id));
+      return b;
+    };
+    this.tabBtns = {
+      charts: tab("charts", "Charts"),
+      alerts: tab("alerts", "Alerts ", this.alertBadge),
+      ppo: tab("ppo", "PPO"),
+      ckpt: tab("ckpt", "Checkpoints"),
+    };
+
+    // toolbar: x axis, smoothing, log-y (shared by the chart tabs of this view)
+    this.stepBtn = el("button", { type: "button", className: "rldk-seg rldk-seg-on", textContent: "step" });
+    this.timeBtn = el("button", { type: "button", className: "rldk-seg", textContent: "time" });
+    this.stepBtn.addEventListener("click", () => this.setXMode("step"));
+    this.timeBtn.addEventListener("click", () => this.setXMode("time"));
+    const smoothVal = el("span", { className: "rldk-smooth-val", textContent: DEFAULT_SMOOTHING.toFixed(2) });
+    const slider = el("input", {
+      type: "range",
+      min: "0",
+      max: "0.99",
+      step: "0.01",
+      value: String(DEFAULT_SMOOTHING),
+      className: "rldk-slider",
+      title: "EMA smoothing (0 = raw)",
+    });
+    slider.addEventListener("input", () => {
+      this.settings.smoothing = Math.min(0.99, Math.max(0, Number(slider.value) || 0));
+      smoothVal.textContent = this.settings.smoothing.toFixed(2);
+      this.allDirty();
+    });
+    const logBox = el("input", { type: "checkbox" });
+    logBox.addEventListener("change", () => {
+      this.settings.logY = logBox.checked;
+      this.allDirty();
+    });
+    this.toolbar = el("div", { className: "rldk-toolbar" }, [
+      el("span", { className: "rldk-ctl" }, [el("span", { className: "rldk-ctl-label", textContent: "x" }), el("span", { className: "rldk-segs" }, [this.stepBtn, this.timeBtn])]),
+      el("label", { className: "rldk-ctl" }, [el("span", { className: "rldk-ctl-label", textContent: "smooth" }), slider, smoothVal]),
+      el("label", { className: "rldk-ctl" }, [logBox, el("span", { className: "rldk-ctl-label", textContent: "log y" })]),
+    ]);
+
+    this.statusEl = el("div", { className: "rldk-status", hidden: true });
+    const style = el("style", { textContent: css });
+    this.root = el("div", { className: "rldk-root" }, [
+      style,
+      this.header.el,
+      el("div", { className: "rldk-bar" }, [
+        el("div", { className: "rldk-tabs", role: "tablist" }, Object.values(this.tabBtns)),
+        this.toolbar,
+      ]),
+      this.grids.charts.el,
+      this.grids.ppo.el,
+      this.grids.ckpt.el,
+      this.alerts.el,
+      this.statusEl,
+    ]);
+    host.append(this.root);
+
+    scheduler.add(this);
+    this.unsubscribe = store.subscribe((c) => this.onChange(c));
+    this.ticker = setInterval(() => this.header.tick(), 1000);
+    // JupyterLab switches themes by changing attributes on <body>; re-read colours then
+    this.themeObserver = new MutationObserver(() => {
+      this.theme = null;
+      this.allDirty();
+    });
+    this.themeObserver.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name", "class", "style"] });
+
+    this.onChange({ kind: "snapshot", series: new Set(), runs: new Set(), alerts: true, all: true });
+    this.setTab("charts");
+  }
+
+  private onChange(change: StoreChange): void {
+    this.headerDirty = true;
+    this.grids.charts.onChange(change);
+    this.grids.ppo.onChange(change);
+    this.grids.ckpt.onChange(change);
+    this.alerts.onChange(change);
+    this.updateTabs();
+    this.updateStatus();
+    this.schedule(change.kind !== "delta");
+  }
+
+  private updateTabs(): void {
+    const names = this.store.seriesNames();
+    const hasPpo = names.some((n) => n.startsWith("ppo:"));
+    const hasCkpt = names.some((n) => n.startsWith("ckpt:"));
+    this.tabBtns.ppo.hidden = !hasPpo;
+    this.tabBtns.ckpt.hidden = !hasCkpt;
+    if ((this.active === "ppo" && !hasPpo) || (this.active === "ckpt" && !hasCkpt)) this.setTab("charts");
+    const c = countAlerts(this.store.alerts);
+    this.alertBadge.textContent = `(${c.total})`;
+    this.alertBadge.className = "rldk-badge" + (c.critical ? " rldk-badge-critical" : c.warning ? " rldk-badge-warning" : "");
+  }
+
+  private updateStatus(): void {
+    const { level, message } = this.store.status;
+    this.statusEl.hidden = level === "ok" && !message;
+    this.statusEl.className = `rldk-status rldk-status-${level}`;
+    this.statusEl.textContent = message || level;
+  }
+
+  setTab(id: TabId): void {
+    this.active = id;
+    for (const [k, b] of Object.entries(this.tabBtns)) {
+      b.classList.toggle("rldk-tab-on", k === id);
+      b.setAttribute("aria-selected", String(k === id));
+    }
+    this.grids.charts.setVisible(id === "charts");
+    this.grids.ppo.setVisible(id === "ppo");
+    this.grids.ckpt.setVisible(id === "ckpt");
+    this.alerts.setVisible(id === "alerts");
+    this.toolbar.hidden = id === "alerts";
+    this.schedule(true);
+  }
+
+  private setXMode(mode: "step" | "time"): void {
+    this.settings.xMode = mode;
+    this.stepBtn.classList.toggle("rldk-seg-on", mode === "step");
+    this.timeBtn.classList.toggle("rldk-seg-on", mode === "time");
+    this.allDirty();
+  }
+
+  private allDirty(): void {
+    this.grids.charts.markAllDirty();
+    this.grids.ppo.markAllDirty();
+    this.grids.ckpt.markAllDirty();
+    this.schedule(true);
+  }
+
+  /** Coalesce any number of store changes into one redraw per animation frame. */
+  schedule(urgent = false): void {
+    if (this.destroyed) return;
+    if (urgent) this.urgent = true;
+    scheduler.request();
+  }
+
+  /** Header tiles and the alert list: cheap, every frame something changed. */
+  flushCheap(): void {
+    if (this.destroyed) return;
+    this.stats.frames++;
+    if (this.headerDirty) {
+      this.headerDirty = false;
+      this.header.update();
+    }
+    if (this.active === "alerts") this.alerts.flush();
+  }
+
+  /** Charts of the visible tab that became dirty at or before `since` (performance.now()) wait to be drawn. */
+  hasDirtyCharts(since: number): boolean {
+    return !this.destroyed && this.active !== "alerts" && this.grids[this.active].hasDirty(since);
+  }
+
+  /** Draw the visible tab's charts dirty since `since` until the deadline; true when none is left. */
+  flushCharts(deadline: number, since: number): boolean {
+    if (this.destroyed || this.active === "alerts") return true;
+    return this.grids[this.active].flush(deadline, this.stats, since);
+  }
+
+  /** Test / benchmark hook: draw everything dirty now, ignoring frame budget and throttle. */
+  flushAll(): void {
+    this.flushCheap();
+    while (!this.flushCharts(0, Infinity)) {
+      /* one chart per call */
+    }
+  }
+
+  /** true while a frame or a throttled redraw is pending for any view (tests wait for this to clear) */
+  static get busy(): boolean {
+    return scheduler.busy;
+  }
+
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    scheduler.remove(this);
+    this.unsubscribe();
+    clearInterval(this.ticker);
+    this.themeObserver.disconnect();
+    this.grids.charts.destroy();
+    this.grids.ppo.destroy();
+    this.grids.ckpt.destroy();
+    this.root.remove();
+  }
+}

@@ -168,7 +168,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         run_id = reader.run_id
         self._ensure_run(run_id)
         if reader.max_steps is not None or reader.trainer_kind is not None:
-            self._set_run_info(run_id, reader.max_steps, reader.trainer_kind)
+            self.set_run_info(run_id, reader.max_steps, reader.trainer_kind)
         data = RunData(metrics=records, reset={"metrics"} if reset else set(), problems=problems)
         self._ingest(run_id, data, [])
 
@@ -312,7 +312,12 @@ class RLDKDashboard(anywidget.AnyWidget):
             self.run_ids = [*self.run_ids, run_id]
         return run
 
-    def _set_run_info(self, run_id: str, max_steps: Any, trainer_kind: Any, started: Any = None) -> None:
+    def set_run_info(
+        self, run_id: str, max_steps: int | None = None, trainer_kind: str | None = None, started: float | None = None
+    ) -> None:
+        """Tell the view a run's planned steps (for the ETA tile), its trainer kind (for the default charts) and its
+        start time. RLDKCallback and trainer_state.json provide these; call this for runs logged another way.
+        Values of the wrong type are ignored and keep what was known before."""
         info = dict(self.info)
         previous = info.get(run_id, {})
         entry = {
@@ -377,13 +382,13 @@ class RLDKDashboard(anywidget.AnyWidget):
                 run_id = run_id or next((cb.run_id for cb in self._callbacks), None)
                 if run_id is not None:
                     self._ensure_run(run_id)
-                    self._set_run_info(run_id, record.get("max_steps"), record.get("trainer"), record.get("started"))
+                    self.set_run_info(run_id, record.get("max_steps"), record.get("trainer"), record.get("started"))
                 return
             for callback in self._callbacks:
                 if run_id is None or callback.run_id == run_id:
                     self._store(callback.run_id, Path(callback.output_dir))
                     self._poll(callback.run_id)
-                    self._set_run_info(callback.run_id, callback.max_steps, callback.trainer_kind)
+                    self.set_run_info(callback.run_id, callback.max_steps, callback.trainer_kind)
 
     def _update_default_charts(self, trainer_kind: Any) -> None:
         if not isinstance(trainer_kind, str) or self.default_charts:

@@ -31,6 +31,9 @@ function withAlpha(hex: string, a: number): string {
 }
 
 /** Plotly renders a subset of HTML in names, titles and hover text: neutralise it for data strings. */
+/** the .rldk-plot box height in style.css */
+const PLOT_HEIGHT = 180;
+
 export function escapeHtml(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 }
@@ -385,7 +388,7 @@ export class ChartGrid {
         this.markDirty(chart); // (re)draw with a downsampling target for the new width
         this.requestFrame(true);
       } else {
-        Plotly.Plots.resize(chart.plot);
+        void Plotly.relayout(chart.plot, { width: w });
       }
     });
     chart.ro.observe(plot);
@@ -498,6 +501,10 @@ export class ChartGrid {
       ticklabeloverflow: "allow",
     };
     const layout: Partial<Layout> = {
+      // explicit size: Plotly.react keeps an autosized plot's old size, so a box that shrank (the grid
+      // gained a column) would keep a too-wide SVG
+      width: this.widthOf(c),
+      height: PLOT_HEIGHT,
       datarevision: c.revision,
       uirevision: `${this.settings.xMode}|${this.settings.logY}`,
       paper_bgcolor: "rgba(0,0,0,0)",

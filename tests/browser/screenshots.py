@@ -1,0 +1,151 @@
+"""Screenshots of RLDKDashboard in JupyterLab (Debian chromium): light and dark theme, inline and in the sidebar.
+
+    python tests/browser/screenshots.py [--out docs/screenshots]
+
+Writes {light,dark}_inline.png (the widget in its cell), {light,dark}_sidebar.png (the whole window, the
+widget in JupyterLab's right sidebar) and {light,dark}_alerts.png (the inline widget on its Alerts tab), for a
+GRPO-like run of 300 steps (of 500) with three alerts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import lab  # noqa: E402
+
+VIEWPORT = {"width": 1500, "height": 1150}
+RUN_ID = "grpo_qwen0.5b_gsm8k"
+
+SETUP_CELL = """\
+import math, random, time
+from rldk_widget import RLDKDashboard
+
+dash = RLDKDashboard(output_dir={output_dir!r}, run_id={run_id!r}, auto_refresh=False)
+dash"""
+
+DATA_CELL = """\
+# a GRPO-like run: 300 of 500 steps, one step every ~2.4 s, ending a few seconds ago
+dash.set_run_info({run_id!r}, max_steps=500, trainer_kind="grpo")  # what RLDKCallback reports on_train_begin
+rng = random.Random(7)
+t0 = time.time() - 300 * 2.4 - 3
+records = []
+for step in range(300):
+    progress = step / 300
+    warmup = min(1.0, (step + 1) / 30)
+    reward = 0.15 + 0.55 * (1 - math.exp(-step / 110)) + rng.gauss(0, 0.045)
+    records.append({{
+        "step": step,
+        "timestamp": t0 + step * 2.4 + rng.uniform(-0.3, 0.3),
+        "reward_mean": reward,
+        "reward_std": max(0.02, 0.32 - 0.18 * progress + rng.gauss(0, 0.02)),
+        "kl_mean": max(0.0, 0.11 * (1 - math.exp(-step / 90)) + rng.gauss(0, 0.006) + (0.05 if 175 <= step <= 185 else 0)),
+        "loss": 0.02 * math.sin(step / 13) + rng.gauss(0, 0.012) + 0.01 * progress,
+        "entropy_mean": 1.9 - 0.9 * progress + rng.gauss(0, 0.03),
+        "grad_norm": abs(0.8 + 0.35 * math.sin(step / 21) + rng.gauss(0, 0.15)) + (2.5 if step == 261 else 0),
+        "learning_rate": 1e-6 * warmup * (1 - 0.5 * progress),
+        "clip_frac": max(0.0, 0.04 + 0.02 * math.sin(step / 30) + rng.gauss(0, 0.005)),
+        "completions/mean_length": 180 + 140 * progress + rng.gauss(0, 12),
+    }})
+dash.add_metrics(records)
+dash.add_alert({{"type": "lr_warmup_done", "message": "Learning-rate warmup finished; lr is 1.0e-06",
+                "step": 29, "severity": "info", "timestamp": t0 + 29 * 2.4}})
+dash.add_alert({{"type": "kl_spike", "message": "KL 0.162 is above the target 0.1 for 8 steps; consider raising beta",
+                "step": 182, "severity": "warning", "timestamp": t0 + 182 * 2.4, "value": 0.162, "threshold": 0.1}})
+dash.add_alert({{"type": "grad_norm_spike", "message": "grad_norm 3.41 is 4.2x its running median (0.81)",
+                "step": 261, "severity": "critical", "timestamp": t0 + 261 * 2.4, "value": 3.41}})
+dash.flush()"""
+
+SIDEBAR_CELL = "dash.show(sidebar=True)"
+
+THEMES = {"light": "JupyterLab Light", "dark": "JupyterLab Dark"}
+
+
+def settle(page, selector: str) -> None:
+    """Wait until the view shows step 299 and its charts are drawn, then let plotly finish."""
+    lab.wait_until(lambda: lab.current_step(page, selector) == "299", 30, f"{selector} to show step 299")
+    lab.wait_until(
+        lambda: all(c["points"] == 300 for c in lab.view_state(page, selector)["charts"]),
+        30,
+        f"{selector} charts to be drawn",
+    )
+    page.wait_for_timeout(600)
+
+
+def take(out: Path) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    with lab.LabServer() as server, sync_playwright() as playwright:
+        notebook = lab.write_notebook(
+            server.root_dir,
+            "dashboard",
+            [
+                SETUP_CELL.format(output_dir=str(server.base / "runs"), run_id=RUN_ID),
+                DATA_CELL.format(run_id=RUN_ID),
+                SIDEBAR_CELL,
+            ],
+        )
+        browser = lab.launch_chromium(playwright)
+        try:
+            context, page, console = lab.new_page(browser, VIEWPORT)
+            lab.open_notebook(page, server, notebook)
+            lab.run_all_cells(page)
+            lab.wait_for_cells_done(page, 90)
+            # more room for the notebook: close the file browser
+            page.evaluate(
+                "() => { const s = window.jupyterapp.shell; if (!s.leftCollapsed) s.collapseLeft(); }"
+            )
+            for name, theme in THEMES.items():
+                lab.set_theme(page, theme)
+                for selector in (lab.NOTEBOOK_ROOT, lab.SIDEBAR_ROOT):
+                    settle(page, selector)
+                inline = page.locator(lab.NOTEBOOK_ROOT).first
+                inline.scroll_into_view_if_needed()
+                page.wait_for_timeout(300)
+                path = out / f"{name}_inline.png"
+                inline.screenshot(path=str(path))
+                written.append(path)
+
+                path = out / f"{name}_sidebar.png"
+                page.screenshot(path=str(path))
+                written.append(path)
+
+                lab.show_tab(page, lab.NOTEBOOK_ROOT, "alerts")
+                page.wait_for_timeout(300)
+                path = out / f"{name}_alerts.png"
+                inline.screenshot(path=str(path))
+                written.append(path)
+                lab.show_tab(page, lab.NOTEBOOK_ROOT, "charts")
+            if console.errors:
+                print("console errors:\n  " + "\n  ".join(console.errors), file=sys.stderr)
+            context.close()
+        finally:
+            browser.close()
+    return written
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=lab.REPO / "docs" / "screenshots")
+    args = parser.parse_args()
+    if lab.chromium_path() is None:
+        print("Debian chromium is not installed (make chromium)", file=sys.stderr)
+        return 2
+    if not lab.BUNDLE.exists():
+        print(f"the front-end bundle {lab.BUNDLE} is missing: run `npm run build` in js/", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    for path in take(args.out):
+        print(path)
+    print(f"done in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -101,8 +101,7 @@ def main() -> None:
         print(f"{name:22s} run {dash.run_ids[0]:14s} {len(frame):4d} steps, {len(alerts)} alert(s)")
         dash.close()
     overview = RLDKDashboard.from_dir(runs_dir, auto_refresh=False)
-    snapshot = output_dir / "dashboard.html"
-    overview.figure().write_html(snapshot, include_plotlyjs=True)
+    snapshot = overview.save_html(output_dir / "dashboard.html")
     print(f"all runs: {', '.join(overview.run_ids)}; snapshot written to {snapshot}")
     overview.close()
 

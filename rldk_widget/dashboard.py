@@ -45,6 +45,8 @@ _DEFAULT_PORT = 8501
 SNAPSHOT_POINT_BUDGET = 30_000
 """Points the `metrics` snapshot carries at most (≈0.65 MB of JSON): longer series are decimated to keep
 first, last, minima and maxima. Deltas always carry every point; `to_dataframe()` always has all data."""
+HTML_POINT_BUDGET = 400_000
+"""Points `save_html` keeps at most (≈ 10 MB of page): a static report can afford more than the live snapshot."""
 _running_dashboards: "weakref.WeakSet[RLDKDashboard]" = weakref.WeakSet()
 
 
@@ -270,6 +272,35 @@ class RLDKDashboard(anywidget.AnyWidget):
         with self._lock:
             return build_figure(self._runs, list(self.run_ids), metrics or list(self.default_charts))
 
+    def save_html(self, path: str | os.PathLike[str], max_points: int = HTML_POINT_BUDGET) -> Path:
+        """Write one self-contained HTML file (front-end bundle and data inline, no network needed) that shows
+        these charts and alerts in any browser, with no kernel. Series longer than their share of `max_points`
+        are decimated keeping first, last, minima, maxima and NaN. Returns the file's path."""
+        from .export import write_html
+
+        if not _BUNDLE.exists():
+            raise RuntimeError(f"the front-end bundle {_BUNDLE} is missing: install the package with `pip install .`")
+        if not isinstance(max_points, int) or max_points < 1:
+            raise ValueError(f"max_points must be a positive int, got {max_points!r}")
+        with self._lock:
+            traits = {
+                "metrics": {"seq": 0, "runs": self._encoded_runs(max_points)},
+                "alerts": list(self._alerts),
+                "run_ids": list(self.run_ids),
+                "status": dict(self.status),
+                "info": dict(self.info),
+                "default_charts": list(self.default_charts),
+            }
+            runs = ", ".join(self.run_ids) or "no runs"
+        saved = time.strftime("%Y-%m-%d %H:%M:%S")
+        return write_html(
+            path,
+            _BUNDLE.read_text(encoding="utf-8"),
+            traits,
+            title=f"RLDK dashboard: {runs}",
+            note=f"RLDK dashboard of {runs}, saved {saved} from {self.output_dir}",
+        )
+
     @property
     def load_report(self) -> dict[str, list[str]]:
         """Per run, what could not be read or written (the same text the status line shows)."""
@@ -415,9 +446,13 @@ class RLDKDashboard(anywidget.AnyWidget):
         with self._lock:
             replace = getattr(self, "_snapshot_replaces", False)
             seq = self._channel.snapshot_seq(replace) if hasattr(self, "_channel") else 0
-            series_count = sum(len(run.columns) for run in self._runs.values())
-            cap = max(500, SNAPSHOT_POINT_BUDGET // max(1, series_count))
-            return {"seq": seq, "runs": {run_id: run.encoded(cap) for run_id, run in self._runs.items()}}
+            return {"seq": seq, "runs": self._encoded_runs(SNAPSHOT_POINT_BUDGET)}
+
+    def _encoded_runs(self, point_budget: int) -> dict[str, Any]:
+        """Every run's series, encoded; each series decimated to its share of `point_budget` (at least 500)."""
+        series_count = sum(len(run.columns) for run in self._runs.values())
+        cap = max(500, point_budget // max(1, series_count))
+        return {run_id: run.encoded(cap) for run_id, run in self._runs.items()}
 
     def _refresh_saved_state(self, *_args: Any) -> None:
         """After each cell: bring the traitlet snapshot up to date, so a notebook saved now holds the run

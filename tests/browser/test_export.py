@@ -1,0 +1,86 @@
+"""`RLDKDashboard.save_html`: the file renders the charts and alerts in Chromium with every network request
+refused (no kernel, no CDN), alert text stays literal, and the page size is bounded for long runs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+import lab
+from rldk_widget import RLDKDashboard
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
+
+XSS_MESSAGE = '</script><img src=x onerror="window.__xss=1">spike'
+
+
+@pytest.fixture()
+def offline_page(chromium_browser):
+    context, page, console = lab.new_page(chromium_browser)
+    requests: list[str] = []
+
+    def refuse_network(route) -> None:
+        requests.append(route.request.url)
+        route.abort()
+
+    context.route("http://**/*", refuse_network)
+    context.route("https://**/*", refuse_network)
+    yield page, console, requests
+    context.close()
+
+
+def build_dashboard(tmp_path, steps: int) -> RLDKDashboard:
+    dash = RLDKDashboard(output_dir=tmp_path / "runs", run_id="export_run", auto_refresh=False)
+    dash.add_metrics(
+        [
+            {
+                "step": step,
+                "reward_mean": math.sin(step / 10),
+                "kl_mean": step / 1000,
+                "loss": float("nan") if step == 50 else 1 / (step + 1),
+            }
+            for step in range(steps)
+        ]
+    )
+    dash.add_alert({"type": "kl_spike", "message": XSS_MESSAGE, "step": 3, "severity": "critical"})
+    return dash
+
+
+def test_saved_html_renders_offline(tmp_path, offline_page):
+    page, console, requests = offline_page
+    dash = build_dashboard(tmp_path, 300)
+    path = dash.save_html(tmp_path / "report" / "dashboard.html")
+    dash.close()
+
+    page.goto(path.as_uri())
+    lab.wait_until(lambda: lab.current_step(page, ".rldk-root") == "299", 20, "the exported page to show step 299")
+    state = lab.view_state(page, ".rldk-root")
+    charted = {chart["title"]: chart["points"] for chart in state["charts"]}
+    assert charted.get("reward_mean") == 300 and charted.get("kl_mean") == 300, state
+    assert page.locator(".rldk-root .js-plotly-plot .scatterlayer path").count() > 0
+
+    lab.show_tab(page, ".rldk-root", "alerts")
+    state = lab.view_state(page, ".rldk-root")
+    assert state["alertMsgs"] == [XSS_MESSAGE] and state["imgs"] == 0, state
+    assert page.evaluate("() => window.__xss") is None
+    assert requests == [], f"the exported page tried the network: {requests}"
+    assert console.errors == [], console.errors
+
+
+def test_saved_html_is_bounded_for_long_runs(tmp_path):
+    short = build_dashboard(tmp_path / "short", 1_000)
+    long = build_dashboard(tmp_path / "long", 200_000)
+    short_size = short.save_html(tmp_path / "short.html", max_points=20_000).stat().st_size
+    long_size = long.save_html(tmp_path / "long.html", max_points=20_000).stat().st_size
+    short.close()
+    long.close()
+    # the data share of the long run is capped at ~20k points (≈ 21 bytes each as base64 float64 x and y)
+    assert long_size - short_size < 20_000 * 24, (short_size, long_size)
+
+
+def test_save_html_rejects_a_bad_budget(tmp_path):
+    dash = build_dashboard(tmp_path, 10)
+    with pytest.raises(ValueError, match="max_points"):
+        dash.save_html(tmp_path / "x.html", max_points=0)
+    dash.close()

@@ -1,4 +1,5 @@
-"""Tiny offline fixtures: a byte-level BPE tokenizer and Llama models built locally (no hub access)."""
+"""Tiny offline fixtures: the tokenizer and Llama models of `rldk_widget.demo_models`, built locally (no hub
+access), and TRL trainers over them."""
 
 from __future__ import annotations
 
@@ -10,93 +11,17 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_DISABLED", "true")
 
-import random
 from pathlib import Path
 
 import pytest
 
-SPECIAL_TOKENS = ["<|pad|>", "<|endoftext|>", "<|user|>", "<|assistant|>", "<|system|>"]
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|{{ message['role'] }}|>{{ message['content'] }}{{ eos_token }}{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+from rldk_widget.demo_models import (  # tests/capture_trl_logs.py imports build_tiny_assets from here
+    build_tiny_assets,
+    grpo_prompts,
+    reward_len,
+    reward_words,
+    synthetic_lines,
 )
-WORDS = (
-    "the a cat dog bird sat ran flew on under over mat tree sky red blue green big small one two three four five "
-    "count add say yes no good bad answer question is what how many"
-).split()
-
-
-def synthetic_lines(n: int, seed: int = 0) -> list[str]:
-    """`n` short pseudo-sentences over a tiny vocabulary (deterministic)."""
-    rng = random.Random(seed)
-    return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 9))) for _ in range(n)]
-
-
-def build_tokenizer(path: Path):
-    """Train a byte-level BPE tokenizer on synthetic text and save it as a PreTrainedTokenizerFast."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=384,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(synthetic_lines(400), trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        pad_token="<|pad|>",
-        eos_token="<|endoftext|>",
-        bos_token=None,
-        chat_template=CHAT_TEMPLATE,
-        model_max_length=256,
-    )
-    fast.save_pretrained(path)
-    return fast
-
-
-def tiny_llama_config(tokenizer, **overrides):
-    from transformers import LlamaConfig
-
-    kwargs = dict(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        bos_token_id=None,
-        tie_word_embeddings=True,
-    )
-    kwargs.update(overrides)
-    return LlamaConfig(**kwargs)
-
-
-def build_tiny_assets(root: Path) -> dict[str, Path]:
-    """Build tokenizer + causal LM + 1-label sequence classifier under `root`; return their directories."""
-    import torch
-    from transformers import GenerationConfig, LlamaForCausalLM, LlamaForSequenceClassification
-
-    torch.manual_seed(0)
-    paths = {"tokenizer": root / "tokenizer", "causal_lm": root / "causal_lm", "reward_model": root / "reward_model"}
-    tokenizer = build_tokenizer(paths["tokenizer"])
-    causal = LlamaForCausalLM(tiny_llama_config(tokenizer))
-    causal.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, do_sample=True
-    )
-    causal.save_pretrained(paths["causal_lm"])
-    tokenizer.save_pretrained(paths["causal_lm"])
-    reward = LlamaForSequenceClassification(tiny_llama_config(tokenizer, num_labels=1))
-    reward.save_pretrained(paths["reward_model"])
-    tokenizer.save_pretrained(paths["reward_model"])
-    return paths
 
 
 @pytest.fixture(scope="session")
@@ -113,16 +38,6 @@ def make_trainer(tiny_assets):
         return build_trainer(kind, tiny_assets, output_dir, **kwargs)
 
     return make
-
-
-def reward_len(completions, **kwargs) -> list[float]:
-    """Toy GRPO/RLOO reward: prefer completions of about 12 characters."""
-    return [-abs(12 - len(c)) / 12 for c in completions]
-
-
-def reward_words(completions, **kwargs) -> list[float]:
-    """Toy GRPO/RLOO reward: fraction of known words in the completion."""
-    return [sum(w in WORDS for w in c.split()) / max(1, len(c.split())) for c in completions]
 
 
 def build_trainer(kind: str, assets: dict[str, Path], output_dir: Path, callbacks=(), max_steps: int = 6, **overrides):
@@ -161,7 +76,7 @@ def build_trainer(kind: str, assets: dict[str, Path], output_dir: Path, callback
                 **overrides,
             }
         )
-        dataset = Dataset.from_dict({"prompt": [" ".join(line.split()[:3]) for line in lines]})
+        dataset = grpo_prompts(64, seed=1)
         return trainer_cls(
             model=str(assets["causal_lm"]),
             reward_funcs=reward_funcs,

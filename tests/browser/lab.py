@@ -71,9 +71,13 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
 
 # ---- the server ----------------------------------------------------------------------------------------------
 class LabServer:
-    """`jupyter lab` on 127.0.0.1 with a random token, its own root dir and its own user settings."""
+    """`jupyter lab` (or, with app="notebook", Notebook 7's `jupyter notebook`) on 127.0.0.1 with a random
+    token, its own root dir and its own user settings."""
 
-    def __init__(self, base: Path | None = None) -> None:
+    def __init__(self, base: Path | None = None, app: str = "lab") -> None:
+        if app not in ("lab", "notebook"):
+            raise ValueError(f"app must be 'lab' or 'notebook', got {app!r}")
+        self.app = app
         self._own_base = base is None
         self.base = Path(base) if base is not None else Path(tempfile.mkdtemp(prefix="rldk-lab-"))
         self.root_dir = self.base / "root"
@@ -116,7 +120,7 @@ class LabServer:
         jupyter = VENV_BIN / "jupyter"
         cmd = [
             str(jupyter) if jupyter.exists() else "jupyter",
-            "lab",
+            self.app,
             "--no-browser",
             "--allow-root",
             "--ip=127.0.0.1",
@@ -124,24 +128,26 @@ class LabServer:
             "--ServerApp.port_retries=0",
             f"--IdentityProvider.token={self.token}",
             f"--ServerApp.root_dir={self.root_dir}",
-            "--LabApp.expose_app_in_browser=True",
-            "--LabApp.news_url=",
         ]
+        if self.app == "lab":
+            cmd += ["--LabApp.expose_app_in_browser=True", "--LabApp.news_url="]
+        else:
+            cmd += ["--JupyterNotebookApp.expose_app_in_browser=True"]
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             cmd, cwd=self.root_dir, env=self._env(), stdout=self._log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         try:
-            wait_until(self._ready, timeout, f"jupyter lab on port {self.port}", interval=0.25)
+            wait_until(self._ready, timeout, f"jupyter {self.app} on port {self.port}", interval=0.25)
         except Exception:
             self.stop()
-            raise RuntimeError(f"jupyter lab did not start; log:\n{self.log_tail()}") from None
+            raise RuntimeError(f"jupyter {self.app} did not start; log:\n{self.log_tail()}") from None
         return self
 
     def _ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with {self.proc.returncode}:\n{self.log_tail()}")
+            raise RuntimeError(f"jupyter {self.app} exited with {self.proc.returncode}:\n{self.log_tail()}")
         try:
             with urllib.request.urlopen(f"{self.url}/api/status?token={self.token}", timeout=2) as resp:
                 return resp.status == 200
@@ -287,6 +293,9 @@ CELLS_STATE_JS = """() => {
 
 
 def workspace_url(server: LabServer, notebook: str, workspace: str | None = None) -> str:
+    """JupyterLab: the notebook in a fresh (or the given) workspace. Notebook 7: the notebook's own page."""
+    if server.app == "notebook":
+        return f"{server.url}/notebooks/{notebook}?token={server.token}"
     workspace = workspace or f"rldk-{uuid.uuid4().hex[:10]}"
     return f"{server.url}/lab/workspaces/{workspace}/tree/{notebook}?token={server.token}"
 

@@ -127,6 +127,7 @@ class _Episode:
     last_alert_step: int | None = None
 
 
+_MIN_PEAK_WINDOW = 3
 _TRACKED: tuple[str, ...] = (
     "reward_mean", "kl_mean", "entropy_mean", "grad_norm", "value_loss", "completions/mean_length"
 )
@@ -186,8 +187,10 @@ class AlertMonitor:
             if value is not None and math.isfinite(value):
                 self._hist(metric).append(value)
         for metric in ("reward_mean", "entropy_mean"):
+            # the peak is the best rolling median; the window grows from 3 values so that a fast early collapse
+            # is measured against the start of the run, not against the already collapsed values
             history = self._hist(metric)
-            if metric in values and len(history) >= self.rules.reward_window:
+            if metric in values and len(history) >= _MIN_PEAK_WINDOW:
                 recent = statistics.median(list(history)[-self.rules.reward_window :])
                 self._peaks[metric] = max(self._peaks.get(metric, -math.inf), recent)
         if reward is not None and kl is not None and math.isfinite(reward) and math.isfinite(kl):

@@ -127,6 +127,15 @@ def test_kl_message_states_value_threshold_and_advice():
     assert (alert["value"], alert["threshold"], alert["severity"]) == (0.31, 0.2, "warning")
 
 
+def test_fast_early_entropy_collapse_is_measured_against_the_start():
+    # collapsed within 4 steps: the peak comes from the first steps, not from the already collapsed median
+    alerts = run(series("entropy_mean", [5.9, 4.0, 2.5, 1.3, 0.3, 0.2, 0.2, 0.2]))
+    collapse = [a for a in alerts if a["type"] == "entropy_collapse"]
+    assert collapse and collapse[0]["step"] == 5, alerts
+    assert collapse[0]["threshold"] == pytest.approx(0.4), collapse[0]
+    assert "its peak 4 x 0.1" in collapse[0]["message"], collapse[0]["message"]
+
+
 def test_escalation_when_twice_as_bad_then_silence():
     alerts = run(series("kl_mean", ramp(0.25, 2.0, 100)))
     assert [a["type"] for a in alerts] == ["kl_high", "kl_high"]

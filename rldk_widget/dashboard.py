@@ -25,9 +25,9 @@ import pandas as pd
 import traitlets
 
 from .hf_state import TrainerStateReader
-from .metrics import RLDKMetrics, coerce_step
+from .metrics import RLDKMetrics, as_number, coerce_step
 from .series import RunSeries, json_safe
-from .store import RunData, RunStore, default_run_id, discover_runs, validate_run_id
+from .store import RunData, RunStore, default_run_id, discover_runs, dumps_record, validate_run_id
 from .transport import DeltaChannel
 
 logger = logging.getLogger(__name__)
@@ -486,6 +486,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         record["run_id"] = validate_run_id(metrics.run_id) if metrics.run_id is not None else self._writer_run_id
         if "timestamp" not in record:
             record["timestamp"] = time.time()
+        _check_storable(record)
         return record
 
     def _alert_record(self, alert: Any) -> dict[str, Any]:
@@ -507,9 +508,19 @@ class RLDKDashboard(anywidget.AnyWidget):
         run_id = record.get("run_id")
         record["run_id"] = validate_run_id(run_id) if run_id is not None else self._writer_run_id
         timestamp = record.get("timestamp")
-        if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or not math.isfinite(timestamp):
+        if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or not math.isfinite(as_number(timestamp)):
             record["timestamp"] = time.time()
+        _check_storable(record)
         return record
+
+
+def _check_storable(record: Mapping[str, Any]) -> None:
+    """Raise ValueError now, before any run or file is touched, for what a run file cannot hold (a lone surrogate
+    in a name or text, an int beyond 64 bits)."""
+    try:
+        dumps_record(record)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"cannot store this record: {err}") from None
 
 
 def _alert_from_file(item: Any, run_id: str) -> dict[str, Any]:

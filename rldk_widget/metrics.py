@@ -8,6 +8,9 @@ import warnings
 from dataclasses import dataclass, field, fields
 from typing import Any, Mapping
 
+MAX_STEP = 2**53
+"""Largest step: views and the series columns hold steps as float64, exact up to 2**53."""
+
 CORE_FLOAT_FIELDS: tuple[str, ...] = (
     "epoch",
     "learning_rate",
@@ -144,7 +147,7 @@ def as_number(value: Any) -> float | None:
         try:
             return float(value)
         except (OverflowError, ValueError):
-            return math.copysign(math.inf, value) if isinstance(value, int) else None
+            return (math.inf if value > 0 else -math.inf) if isinstance(value, int) else None
     item = getattr(value, "item", None)
     if callable(item) and getattr(value, "ndim", None) == 0:
         try:
@@ -159,13 +162,15 @@ def coerce_step(value: Any) -> int:
     """A step must be a finite, non-negative whole number."""
     if value is None:
         raise TypeError("'step' must be a non-negative integer, got None")
-    if isinstance(value, bool):
-        raise TypeError("'step' must be a non-negative integer, got bool")
+    item = getattr(value, "item", None)
+    if isinstance(value, bool) or (callable(item) and getattr(value, "ndim", None) == 0 and isinstance(item(), bool)):
+        raise TypeError("'step' must be a non-negative integer, got bool")  # numpy / torch bools included
     number = as_number(value)
     if number is None:
         raise TypeError(f"'step' must be a non-negative integer, got {type(value).__name__}")
     if not math.isfinite(number) or number < 0 or number != int(number):
         raise ValueError(f"'step' must be a non-negative integer, got {value!r}")
-    if isinstance(value, int):
-        return value
-    return int(number)
+    step = value if isinstance(value, int) else int(number)
+    if step > MAX_STEP:
+        raise ValueError(f"'step' must be at most 2**53 (steps travel as float64), got {value!r}")
+    return step

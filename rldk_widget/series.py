@@ -142,9 +142,9 @@ def json_safe(value: Any) -> Any:
     """Alert fields for JSON: non-finite floats become the strings "NaN", "Infinity", "-Infinity"."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, (str, int, float, bool)) or value is None:
+    if type(value) in (str, int, float, bool) or value is None:
         return value
-    number = as_number(value)
+    number = as_number(value)  # numpy / torch scalars (np.float64 is a float subclass orjson would write as text)
     if number is not None:
         return json_safe(number)
     return str(value)

@@ -112,6 +112,7 @@ class _TailFile:
         self._delivered: list[dict[str, Any]] = []
         self._problems: list[str] = []
         self._unwritten: list[dict[str, Any]] = []
+        self._reset_pending = False
         self.last_error: str | None = None
 
     # reading ---------------------------------------------------------------------------------------------
@@ -119,6 +120,8 @@ class _TailFile:
         """Records added since the last call, whether the file was read again whole, and problems found."""
         with self._lock:
             records, reset, problems = self._catch_up()
+            if self._reset_pending:
+                reset, self._reset_pending = True, False
             if self._delivered:
                 records.extend(self._delivered)
                 self._delivered = []
@@ -181,8 +184,14 @@ class _TailFile:
     # writing ---------------------------------------------------------------------------------------------
     def append(self, records: list[dict[str, Any]]) -> None:
         """Append records under the file lock; on an OS error keep them in memory, retry on the next append,
-        and remember the error in `last_error` (the caller shows it)."""
+        and remember the error in `last_error` (the caller shows it). A record that cannot be written at all
+        (an int beyond 64 bits, a lone surrogate) raises ValueError before anything is kept or delivered."""
         with self._lock:
+            for record in records:
+                try:
+                    dumps_record(record)
+                except (TypeError, ValueError) as err:
+                    raise ValueError(f"cannot store a record in {self.path.name}: {err}") from None
             pending = self._unwritten + records
             try:
                 self._write_locked(pending)
@@ -209,9 +218,15 @@ class _TailFile:
         fd = self._open_for_writing()
         portalocker.lock(fd, portalocker.LOCK_EX)
         try:
-            foreign, _reset, problems = self._catch_up(fd)
+            foreign, reset, problems = self._catch_up(fd)
             if self.follow:
-                self._delivered.extend(foreign)
+                if reset:
+                    # replaced or rewritten since the last read: the reader gets the file whole (`reset`), then
+                    # the records kept in memory that are written now; what it was given before is void
+                    self._delivered = foreign + self._unwritten
+                    self._reset_pending = True
+                else:
+                    self._delivered.extend(foreign)
                 self._problems.extend(problems)
             self._write_at_tail(fd, records)
         finally:
@@ -251,6 +266,10 @@ class _TailFile:
         """Write `payload` at `position`, cut anything after it, and advance the reader past it."""
         written = os.pwrite(fd, payload, position)
         if written != len(payload):
+            try:  # drop the partial bytes: records in them would be read back as written, then written again
+                os.ftruncate(fd, position)
+            except OSError:
+                pass
             raise OSError(28, "short write (disk full?)")
         end = position + len(payload)
         if os.fstat(fd).st_size > end:

@@ -1,6 +1,5 @@
 """RLDKDashboard: public API, validation, persistence, and the snapshot + delta transport to the views."""
 
-import base64
 import json
 import math
 import threading
@@ -14,31 +13,7 @@ import pytest
 from rldk_widget import RLDKDashboard, RLDKMetrics
 from rldk_widget.store import RunStore
 
-
-class CommTap:
-    """Records every message the widget sends to its frontends."""
-
-    def __init__(self, widget):
-        self.messages = []
-        original = widget.comm.send
-
-        def send(data=None, metadata=None, buffers=None):
-            self.messages.append(data)
-            return original(data=data, metadata=metadata, buffers=buffers)
-
-        widget.comm.send = send
-
-    @property
-    def deltas(self):
-        return [m["content"] for m in self.messages if m.get("method") == "custom"]
-
-    @property
-    def states(self):
-        return [m["state"] for m in self.messages if m.get("method") == "update"]
-
-
-def decode(column):
-    return np.frombuffer(base64.b64decode(column), dtype="<f8")
+from helpers import CommTap, decode
 
 
 @pytest.fixture

@@ -180,19 +180,29 @@ class RLDKCallback(TrainerCallback):
         return self._monitor
 
     def _update_run_info(self, update: dict[str, Any]) -> None:
+        """Keep the run info, write it to `{run_id}_run_info.json` for dashboards in other processes, tell the
+        listeners."""
         self.run_info.update(update)
+        try:
+            self._run_store().write_info(self.run_info)
+        except (OSError, TypeError) as err:
+            self._problem(f"run_info:{type(err).__name__}", f"RLDKCallback: cannot write the run info: {err}", err)
         self._emit("run_info", {"run_id": self.run_id, **update})
+
+    def _run_store(self) -> RunStore:
+        if self._store is None:
+            self._store = RunStore(self.output_dir, self.run_id)
+        return self._store
 
     def _append(self, kind: str, record: dict[str, Any]) -> None:
         """Write one record through the store, then tell the listeners."""
-        if self._store is None:
-            self._store = RunStore(self.output_dir, self.run_id)
+        store = self._run_store()
         if kind == "metrics":
-            self._store.append_metrics(record)
+            store.append_metrics(record)
         elif kind == "alert":
-            self._store.append_alert(record)
+            store.append_alert(record)
         else:
-            self._store.append_csv(kind, record)  # type: ignore[arg-type]
+            store.append_csv(kind, record)  # type: ignore[arg-type]
         self._check_write_errors()
         self._emit(kind, record if "run_id" in record else {**record, "run_id": self.run_id})
 

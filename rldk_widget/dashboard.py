@@ -365,6 +365,9 @@ class RLDKDashboard(anywidget.AnyWidget):
         store = self._stores[run_id]
         data = store.read_new()
         self._ingest(run_id, data, store.write_errors)
+        info = store.read_info()
+        if info is not None:
+            self.set_run_info(run_id, info.get("max_steps"), info.get("trainer"), info.get("started"))
 
     def _ingest(self, run_id: str, data: RunData, write_errors: list[str]) -> None:
         run = self._runs[run_id]

@@ -2,7 +2,7 @@
 
 Files of run `R` in `output_dir` (names and formats of the original RLDK dashboard, so old runs load):
 `R_metrics.json` and `R_alerts.json` hold a JSON array of flat objects, one per line; `R_ppo_metrics.csv` and
-`R_checkpoint_summary.csv` are CSV with a header. An append writes `,\\n{record}\\n]` over the array's closing
+`R_checkpoint_summary.csv` are CSV with a header; `R_run_info.json` holds one object, replaced whole. An append writes `,\\n{record}\\n]` over the array's closing
 bracket in one `os.pwrite` while holding an exclusive lock on the open file, so the file is valid JSON after
 every append and a writer killed mid-append leaves at most one torn record, which the next append cuts off.
 
@@ -37,6 +37,8 @@ FILE_SUFFIXES = {**JSON_KINDS, **CSV_KINDS}
 RUN_FILE_PATTERN = re.compile(
     r"(?P<run_id>[A-Za-z0-9._-]{1,128})_(?P<suffix>" + "|".join(re.escape(s) for s in FILE_SUFFIXES.values()) + r")"
 )
+RUN_INFO_SUFFIX = "run_info.json"
+"""`R_run_info.json`: one JSON object (max_steps, trainer, started, the train_runtime summary), replaced whole."""
 CsvKind = Literal["ppo_metrics", "checkpoint_summary"]
 
 _WHITESPACE = b" \t\r\n"
@@ -542,6 +544,7 @@ class RunStore:
         self.run_id = validate_run_id(run_id)
         self.output_dir = Path(output_dir)
         self._files: dict[str, _TailFile] = {}
+        self._info_signature: tuple[int, int, int] | None = None
         for kind, suffix in JSON_KINDS.items():
             self._files[kind] = _JsonArrayFile(self.output_dir / f"{run_id}_{suffix}", follow)
         for kind, suffix in CSV_KINDS.items():
@@ -572,6 +575,35 @@ class RunStore:
     def retry_unwritten(self) -> None:
         for tail_file in self._files.values():
             tail_file.retry_unwritten()
+
+    @property
+    def info_path(self) -> Path:
+        return self.output_dir / f"{self.run_id}_{RUN_INFO_SUFFIX}"
+
+    def write_info(self, info: Mapping[str, Any]) -> None:
+        """Replace the run info file (planned steps, trainer kind, start time, the final summary) atomically: a
+        reader sees the old object or the new one, never a mix. Raises OSError when the folder is not writable."""
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        temporary = self.output_dir / f".{self.info_path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            temporary.write_bytes(orjson.dumps(dict(info), option=orjson.OPT_SERIALIZE_NUMPY))
+            os.replace(temporary, self.info_path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+    def read_info(self) -> dict[str, Any] | None:
+        """The run info when the file is new or changed since the last call, else None (also when it is missing
+        or unreadable: the info only feeds progress tiles, so a bad file is skipped, not reported)."""
+        try:
+            stat = self.info_path.stat()
+            signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+            if signature == self._info_signature:
+                return None
+            info = orjson.loads(self.info_path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        self._info_signature = signature
+        return info if isinstance(info, dict) else None
 
     def read_new(self) -> RunData:
         """Records added since the last call (by anyone, this store's own appends included)."""

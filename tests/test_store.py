@@ -245,3 +245,16 @@ def test_eight_threads_appending_at_once_lose_nothing(tmp_path):
     records = read_json(tmp_path / "r_metrics.json")
     assert sorted(r["step"] for r in records) == sorted(t * 1000 + i for t in range(8) for i in range(500))
     assert len(read_json(tmp_path / "r_alerts.json")) == 8 * 10
+
+
+def test_run_info_is_replaced_whole_and_read_when_changed(tmp_path):
+    writer, reader = RunStore(tmp_path, "run"), RunStore(tmp_path, "run")
+    assert reader.read_info() is None  # no file yet
+    writer.write_info({"max_steps": 100, "trainer": "grpo"})
+    assert reader.read_info() == {"max_steps": 100, "trainer": "grpo"}
+    assert reader.read_info() is None  # unchanged since the last call
+    writer.write_info({"max_steps": 100, "trainer": "grpo", "train_runtime": 12.5})
+    assert reader.read_info()["train_runtime"] == 12.5
+    assert [p.name for p in tmp_path.iterdir()] == ["run_run_info.json"]  # no temporary file left behind
+    writer.info_path.write_text('{"max_steps": 1')  # torn by a foreign writer: skipped, not raised
+    assert reader.read_info() is None

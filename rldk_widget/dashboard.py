@@ -364,6 +364,10 @@ class RLDKDashboard(anywidget.AnyWidget):
     def _poll(self, run_id: str) -> None:
         store = self._stores[run_id]
         data = store.read_new()
+        data.problems.extend(
+            f"{run_id}: {store.path(kind).name} was replaced, truncated or deleted; the view shows what it holds now"
+            for kind in sorted(data.reset)
+        )
         self._ingest(run_id, data, store.write_errors)
         info = store.read_info()
         if info is not None:

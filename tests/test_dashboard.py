@@ -207,7 +207,9 @@ def test_replaced_file_sends_a_fresh_snapshot_not_a_delta(tmp_path, dash):
     (tmp_path / "new.json").write_text('[{"step": 0, "loss": 9.0}]')
     (tmp_path / "new.json").replace(tmp_path / "my_run_metrics.json")
     dash.update_data()
-    assert tap.states and decode(tap.states[-1]["metrics"]["runs"]["my_run"]["loss"]["y"]).tolist() == [9.0]
+    snapshots = [state for state in tap.states if "metrics" in state]
+    assert snapshots and decode(snapshots[-1]["metrics"]["runs"]["my_run"]["loss"]["y"]).tolist() == [9.0]
+    assert dash.status["level"] == "warning" and "my_run_metrics.json was replaced" in dash.status["message"]
     assert dash.to_dataframe()["loss"].tolist() == [9.0]
 
 

@@ -141,6 +141,8 @@ class RLDKMetrics:
 
 def as_number(value: Any) -> float | None:
     """A real number as float (bools, ints, numpy and torch scalars included); None for anything else."""
+    if type(value) is float:  # the common case first: exact type checks are far cheaper than the ABC check below
+        return value
     if isinstance(value, bool):
         return float(value)
     if isinstance(value, numbers.Real):
@@ -160,6 +162,8 @@ def as_number(value: Any) -> float | None:
 
 def coerce_step(value: Any) -> int:
     """A step must be a finite, non-negative whole number."""
+    if type(value) is int and 0 <= value <= MAX_STEP:
+        return value
     if value is None:
         raise TypeError("'step' must be a non-negative integer, got None")
     item = getattr(value, "item", None)

@@ -18,7 +18,7 @@ import pandas as pd
 from .metrics import as_number, coerce_step
 
 NON_SERIES_KEYS = frozenset({"step", "run_id"})
-Points = dict[str, tuple[list[float], list[float]]]
+Points = dict[str, tuple[array, array]]
 
 
 def encode_column(values: Iterable[float] | array) -> str:
@@ -67,7 +67,8 @@ class RunSeries:
 
     def add_records(self, records: Iterable[Mapping[str, Any]], prefix: str = "") -> tuple[Points, int]:
         """Add records; returns the new points by series name and how many records had no usable step."""
-        added: Points = {}
+        columns = self.columns
+        first_new: dict[str, int] = {}  # per series touched: where this call's points start
         skipped = 0
         for record in records:
             try:
@@ -81,20 +82,18 @@ class RunSeries:
             for key, raw in record.items():
                 if key in NON_SERIES_KEYS or not isinstance(key, str):
                     continue
-                value = as_number(raw)
+                value = raw if type(raw) is float else as_number(raw)
                 if value is None:
                     continue
-                name = prefix + key
-                column = self.columns.get(name)
+                name = prefix + key if prefix else key
+                column = columns.get(name)
                 if column is None:
-                    column = self.columns[name] = (array("d"), array("d"))
+                    column = columns[name] = (array("d"), array("d"))
+                if name not in first_new:
+                    first_new[name] = len(column[0])
                 column[0].append(step)
                 column[1].append(value)
-                new = added.get(name)
-                if new is None:
-                    new = added[name] = ([], [])
-                new[0].append(step)
-                new[1].append(value)
+        added = {name: (columns[name][0][start:], columns[name][1][start:]) for name, start in first_new.items()}
         return added, skipped
 
     def drop_prefix(self, prefix: str) -> None:

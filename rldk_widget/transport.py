@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from array import array
 from typing import Any, Callable
 
 from .series import Points, encode_points
@@ -41,7 +42,7 @@ class DeltaChannel:
                 for name, (xs, ys) in points.items():
                     column = pending.get(name)
                     if column is None:
-                        pending[name] = (list(xs), list(ys))
+                        pending[name] = (array("d", xs), array("d", ys))
                     else:
                         column[0].extend(xs)
                         column[1].extend(ys)

@@ -28,6 +28,11 @@ from typing import Any, Iterable, Literal, Mapping
 import orjson
 import portalocker
 
+try:
+    import fcntl
+except ImportError:  # Windows: portalocker's LockFileEx
+    fcntl = None  # type: ignore[assignment]
+
 logger = logging.getLogger(__name__)
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
@@ -44,6 +49,9 @@ CsvKind = Literal["ppo_metrics", "checkpoint_summary"]
 _WHITESPACE = b" \t\r\n"
 _BOM = b"\xef\xbb\xbf"
 _FINGERPRINT_BYTES = 32
+_WRITER_SKIP_BYTES = 1 << 20
+"""A writer-only store opening a JSON file at least this large finds the array's end from its last bytes instead
+of parsing every record (a resumed 1M-step run would otherwise cost seconds before its first append)."""
 
 
 def validate_run_id(run_id: Any) -> str:
@@ -90,6 +98,22 @@ class RunData:
         )
 
 
+def _lock_exclusive(fd: int) -> None:
+    """Block until this process holds the exclusive lock on `fd` (flock directly where it exists: portalocker's
+    flag handling costs more than the lock itself on the append path)."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    else:
+        portalocker.lock(fd, portalocker.LOCK_EX)
+
+
+def _unlock(fd: int) -> None:
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    else:
+        portalocker.unlock(fd)
+
+
 def dumps_record(record: Mapping[str, Any]) -> bytes:
     """One record as JSON bytes. NaN/±Inf are written as the `NaN`/`Infinity` tokens Python's json module
     reads back (orjson would turn them into null and lose them)."""
@@ -106,14 +130,16 @@ class _TailFile:
         self.path = path
         self._lock = threading.RLock()
         self._fd: int | None = None
+        self._fd_identity: tuple[int, int] | None = None
         self._identity: tuple[int, int] | None = None
+        self._size = 0
         self._offset = 0
         self._fingerprint = b""
         self._has_items = False
         self.follow = follow
         self._delivered: list[dict[str, Any]] = []
         self._problems: list[str] = []
-        self._unwritten: list[dict[str, Any]] = []
+        self._unwritten: list[tuple[dict[str, Any], bytes]] = []
         self._reset_pending = False
         self.last_error: str | None = None
 
@@ -156,7 +182,10 @@ class _TailFile:
                 self._forget_position()
                 reset = True
             self._identity = identity
+            self._size = stat.st_size
             if stat.st_size <= self._offset:
+                return [], reset, []
+            if self._offset == 0 and not self.follow and self._skip_to_end(fd, stat.st_size):
                 return [], reset, []
             start = self._offset
             chunk = os.pread(fd, stat.st_size - start, start)
@@ -183,18 +212,24 @@ class _TailFile:
     def _parse(self, chunk: bytes, at_start: bool) -> tuple[list[dict[str, Any]], int, list[str]]:
         raise NotImplementedError
 
+    def _skip_to_end(self, fd: int, size: int) -> bool:
+        """A writer that keeps nothing in memory may set its position at the file's end without reading the
+        records; True if it did (the file ends as a complete write left it)."""
+        return False
+
     # writing ---------------------------------------------------------------------------------------------
     def append(self, records: list[dict[str, Any]]) -> None:
         """Append records under the file lock; on an OS error keep them in memory, retry on the next append,
         and remember the error in `last_error` (the caller shows it). A record that cannot be written at all
         (an int beyond 64 bits, a lone surrogate) raises ValueError before anything is kept or delivered."""
         with self._lock:
+            encoded = []
             for record in records:
                 try:
-                    dumps_record(record)
+                    encoded.append((record, dumps_record(record)))
                 except (TypeError, ValueError) as err:
                     raise ValueError(f"cannot store a record in {self.path.name}: {err}") from None
-            pending = self._unwritten + records
+            pending = self._unwritten + encoded
             try:
                 self._write_locked(pending)
             except OSError as err:
@@ -214,27 +249,28 @@ class _TailFile:
         if self._unwritten:
             self.append([])
 
-    def _write_locked(self, records: list[dict[str, Any]]) -> None:
-        if not records:
+    def _write_locked(self, pending: list[tuple[dict[str, Any], bytes]]) -> None:
+        """Write (record, JSON line) pairs at the end of the file while holding its lock."""
+        if not pending:
             return
         fd = self._open_for_writing()
-        portalocker.lock(fd, portalocker.LOCK_EX)
+        _lock_exclusive(fd)
         try:
             foreign, reset, problems = self._catch_up(fd)
             if self.follow:
                 if reset:
                     # replaced or rewritten since the last read: the reader gets the file whole (`reset`), then
                     # the records kept in memory that are written now; what it was given before is void
-                    self._delivered = foreign + self._unwritten
+                    self._delivered = foreign + [record for record, _ in self._unwritten]
                     self._reset_pending = True
                 else:
                     self._delivered.extend(foreign)
                 self._problems.extend(problems)
-            self._write_at_tail(fd, records)
+            self._write_at_tail(fd, pending)
         finally:
-            portalocker.unlock(fd)
+            _unlock(fd)
 
-    def _write_at_tail(self, fd: int, records: list[dict[str, Any]]) -> None:
+    def _write_at_tail(self, fd: int, pending: list[tuple[dict[str, Any], bytes]]) -> None:
         raise NotImplementedError
 
     def _open_for_writing(self) -> int:
@@ -243,14 +279,15 @@ class _TailFile:
         except FileNotFoundError:
             current = None
         if self._fd is not None:
-            opened = os.fstat(self._fd)
-            if current is not None and (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino):
+            if current is not None and (current.st_dev, current.st_ino) == self._fd_identity:
                 return self._fd
             self._close_fd()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        self._fd = os.open(self.path, flags, 0o644)
-        return self._fd
+        fd = os.open(self.path, flags, 0o644)
+        opened = os.fstat(fd)
+        self._fd, self._fd_identity = fd, (opened.st_dev, opened.st_ino)
+        return fd
 
     def _close_fd(self) -> None:
         if self._fd is not None:
@@ -259,13 +296,14 @@ class _TailFile:
             except OSError:
                 pass
             self._fd = None
+            self._fd_identity = None
 
     def close(self) -> None:
         with self._lock:
             self._close_fd()
 
     def _commit_write(self, fd: int, position: int, payload: bytes) -> None:
-        """Write `payload` at `position`, cut anything after it, and advance the reader past it."""
+        """Write `payload` at `position` and cut anything after it (the size is known: the lock is held)."""
         written = os.pwrite(fd, payload, position)
         if written != len(payload):
             try:  # drop the partial bytes: records in them would be read back as written, then written again
@@ -274,10 +312,10 @@ class _TailFile:
                 pass
             raise OSError(28, "short write (disk full?)")
         end = position + len(payload)
-        if os.fstat(fd).st_size > end:
+        if self._size > end:
             os.ftruncate(fd, end)
-        stat = os.fstat(fd)
-        self._identity = (stat.st_dev, stat.st_ino)
+        self._size = end
+        self._identity = self._fd_identity
 
 
 class _JsonArrayFile(_TailFile):
@@ -334,10 +372,22 @@ class _JsonArrayFile(_TailFile):
         self._single_object = True
         return [value], len(chunk), problems
 
-    def _write_at_tail(self, fd: int, records: list[dict[str, Any]]) -> None:
+    def _skip_to_end(self, fd: int, size: int) -> bool:
+        if size < _WRITER_SKIP_BYTES:
+            return False
+        head = os.pread(fd, len(_BOM) + 1, 0)
+        # `}\n]\n` is how every complete write ends; a raw newline cannot stand inside a JSON string
+        if head.removeprefix(_BOM)[:1] != b"[" or os.pread(fd, 4, size - 4) != b"}\n]\n":
+            return False
+        self._offset = size - len(b"\n]\n")
+        self._fingerprint = os.pread(fd, _FINGERPRINT_BYTES, self._offset - _FINGERPRINT_BYTES)
+        self._has_items = True
+        return True
+
+    def _write_at_tail(self, fd: int, pending: list[tuple[dict[str, Any], bytes]]) -> None:
         if self._single_object:
             self._convert_single_object(fd)
-        lines = b",\n".join(dumps_record(r) for r in records)
+        lines = b",\n".join(line for _, line in pending)
         if self._offset == 0:
             position, payload = 0, b"[\n" + lines + b"\n]\n"
         else:
@@ -478,7 +528,8 @@ class _CsvFile(_TailFile):
             problems.append(f"{self.path.name}: {bad} row(s) with missing or extra columns (extra ones ignored)")
         return records, complete, problems
 
-    def _write_at_tail(self, fd: int, records: list[dict[str, Any]]) -> None:
+    def _write_at_tail(self, fd: int, pending: list[tuple[dict[str, Any], bytes]]) -> None:
+        records = [record for record, _ in pending]
         keys: list[str] = list(self.header or [])
         for record in records:
             for key in record:
@@ -545,6 +596,7 @@ class RunStore:
         self.output_dir = Path(output_dir)
         self._files: dict[str, _TailFile] = {}
         self._info_signature: tuple[int, int, int] | None = None
+        self._info_path = self.output_dir / f"{run_id}_{RUN_INFO_SUFFIX}"
         for kind, suffix in JSON_KINDS.items():
             self._files[kind] = _JsonArrayFile(self.output_dir / f"{run_id}_{suffix}", follow)
         for kind, suffix in CSV_KINDS.items():
@@ -578,7 +630,7 @@ class RunStore:
 
     @property
     def info_path(self) -> Path:
-        return self.output_dir / f"{self.run_id}_{RUN_INFO_SUFFIX}"
+        return self._info_path
 
     def write_info(self, info: Mapping[str, Any]) -> None:
         """Replace the run info file (planned steps, trainer kind, start time, the final summary) atomically: a
@@ -605,11 +657,12 @@ class RunStore:
         self._info_signature = signature
         return info if isinstance(info, dict) else None
 
-    def read_new(self) -> RunData:
-        """Records added since the last call (by anyone, this store's own appends included)."""
+    def read_new(self, kinds: Iterable[str] | None = None) -> RunData:
+        """Records added since the last call (by anyone, this store's own appends included), of every file or
+        of the files named in `kinds` ("metrics", "alerts", "ppo_metrics", "checkpoint_summary")."""
         data = RunData()
-        for kind, tail_file in self._files.items():
-            records, reset, problems = tail_file.read_new()
+        for kind in FILE_SUFFIXES if kinds is None else kinds:
+            records, reset, problems = self._files[kind].read_new()
             getattr(data, kind).extend(records)
             if reset:
                 data.reset.add(kind)

@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from rldk_widget import store as store_module
 from rldk_widget.store import RunStore, default_run_id, discover_runs, validate_run_id
 
 
@@ -92,6 +93,38 @@ def test_next_append_repairs_a_torn_tail(tmp_path, torn):
     path.write_bytes(torn)
     RunStore(tmp_path, "r").append_metrics({"step": 3})
     assert [r["step"] for r in read_json(path)] == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    "torn",
+    [b'[\n{"step": 1},\n{"step": 2},\n{"st', b'[\n{"step": 1},\n{"step": 2},', b'[\n{"step": 1},\n{"step": 2}],'],
+)
+def test_writer_finds_the_end_of_a_large_file_without_reading_it(tmp_path, monkeypatch, torn):
+    """A writer-only store skips to the end of a large, cleanly ended file (no parse of the records); a torn end
+    still gets the full read and the repair."""
+    monkeypatch.setattr(store_module, "_WRITER_SKIP_BYTES", 0)
+    parsed: list[int] = []
+    parse = store_module._JsonArrayFile._parse
+
+    def counting_parse(self, chunk, at_start):
+        parsed.append(len(chunk))
+        return parse(self, chunk, at_start)
+
+    monkeypatch.setattr(store_module._JsonArrayFile, "_parse", counting_parse)
+    clean, damaged = tmp_path / "clean", tmp_path / "damaged"
+    with RunStore(clean, "r") as first:
+        first.append_metrics_many([{"step": i, "note": "}\n]"} for i in range(1000)])
+    parsed.clear()
+    with RunStore(clean, "r") as resumed:
+        resumed.append_metrics({"step": 1000})
+        resumed.append_metrics({"step": 1001})
+    assert sum(parsed) < 100
+    assert [r["step"] for r in read_json(clean / "r_metrics.json")] == list(range(1002))
+
+    damaged.mkdir()
+    (damaged / "r_metrics.json").write_bytes(torn)
+    RunStore(damaged, "r").append_metrics({"step": 3})
+    assert [r["step"] for r in read_json(damaged / "r_metrics.json")] == [1, 2, 3]
 
 
 def test_incremental_reads_return_only_new_records(tmp_path):

@@ -7,11 +7,12 @@ was clear for `rearm_steps` observations, and a new onset waits `cooldown_steps`
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections import deque
 from dataclasses import dataclass, field, fields
-from typing import Any, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from .metrics import as_number
 
@@ -112,7 +113,9 @@ class _Check:
     threshold: float | None = None
     badness: float = 0.0
     severity: str = "warning"
-    message: str = ""
+    message: Callable[[], str] = str
+    """Builds the alert text; called only when the check raises an alert, right after the rule yielded it (so a
+    rule's lambda still sees its own variables), never for the many checks that pass."""
     patience: int = 1
 
 
@@ -132,6 +135,21 @@ _TRACKED: tuple[str, ...] = (
     "reward_mean", "kl_mean", "entropy_mean", "grad_norm", "value_loss", "completions/mean_length"
 )
 _RATIOS: tuple[str, ...] = ("clip_frac", "frac_reward_zero_std", "reward_std", "completions/clipped_ratio")
+
+
+_NONFINITE_ADVICE = {
+    "loss": "training diverged; lower the learning rate, check for bad batches, keep gradient clipping on",
+    "reward_mean": "a reward function returned NaN/None for every completion; check the reward functions",
+    "grad_norm": "gradients overflowed; lower the learning rate, check the loss and mixed precision",
+    "kl_mean": "the policy or reference log-probs overflowed; check the model outputs and precision",
+    "value_loss": "the value head diverged; lower the learning rate or the value-loss coefficient",
+}
+
+
+def _nonfinite_message(metric: str, value: float) -> str:
+    name = {"reward_mean": "reward", "kl_mean": "KL", "grad_norm": "grad norm"}.get(metric, metric)
+    advice = _NONFINITE_ADVICE.get(metric, "check the data and lower the learning rate")
+    return f"{name} is {_fmt(value)} (must be finite) at step {{step}}: {advice}"
 
 
 def _fmt(value: float | None) -> str:
@@ -221,7 +239,7 @@ class AlertMonitor:
                 episode.last_alert_step = step
                 ratio = check.badness / onset
                 severity = SEVERITIES[min(SEVERITIES.index(check.severity) + 1, len(SEVERITIES) - 1)]
-                message = f"{check.message} [escalated: {ratio:.1f}x worse than at step {episode.onset_step}]"
+                message = f"{check.message()} [escalated: {ratio:.1f}x worse than at step {episode.onset_step}]"
                 return self._alert(check, step, severity, message)
             return None
         if episode.streak < check.patience:
@@ -233,7 +251,7 @@ class AlertMonitor:
         episode.onset_badness = check.badness
         episode.onset_step = step
         episode.last_alert_step = step
-        return self._alert(check, step, check.severity, check.message)
+        return self._alert(check, step, check.severity, check.message())
 
     @staticmethod
     def _alert(check: _Check, step: int, severity: str, message: str) -> dict[str, Any]:
@@ -267,24 +285,14 @@ class AlertMonitor:
         return statistics.median(list(history)[-self.rules.window :])
 
     def _nonfinite(self, values: dict[str, float]) -> Iterator[_Check]:
-        advice = {
-            "loss": "training diverged; lower the learning rate, check for bad batches, keep gradient clipping on",
-            "reward_mean": "a reward function returned NaN/None for every completion; check the reward functions",
-            "grad_norm": "gradients overflowed; lower the learning rate, check the loss and mixed precision",
-            "kl_mean": "the policy or reference log-probs overflowed; check the model outputs and precision",
-            "value_loss": "the value head diverged; lower the learning rate or the value-loss coefficient",
-        }
         for metric in self.rules.nonfinite_metrics:
             if metric not in values:
                 continue
             value = values[metric]
-            active = not math.isfinite(value)
-            name = {"reward_mean": "reward", "kl_mean": "KL", "grad_norm": "grad norm"}.get(metric, metric)
-            message = (
-                f"{name} is {_fmt(value)} (must be finite) at step {{step}}: "
-                f"{advice.get(metric, 'check the data and lower the learning rate')}"
+            yield _Check(
+                "nonfinite", metric, not math.isfinite(value), value, None, math.inf, "critical",
+                functools.partial(_nonfinite_message, metric, value),
             )
-            yield _Check("nonfinite", metric, active, value, None, math.inf, "critical", message)
 
     def _kl(self, values: dict[str, float]) -> Iterator[_Check]:
         if "kl_mean" not in values:
@@ -292,7 +300,7 @@ class AlertMonitor:
         rules, kl = self.rules, values["kl_mean"]
         yield _Check(
             "kl_high", "kl_mean", kl > rules.kl_max, kl, rules.kl_max, kl, "warning",
-            f"KL {_fmt(kl)} > {_fmt(rules.kl_max)} at step {{step}}: the policy is drifting from the reference; "
+            lambda: f"KL {_fmt(kl)} > {_fmt(rules.kl_max)} at step {{step}}: the policy is drifting from the reference; "
             "lower the learning rate or raise beta",
         )
         median = self._relative("kl_mean")
@@ -300,7 +308,7 @@ class AlertMonitor:
             threshold = max(rules.kl_spike_factor * median, rules.kl_spike_min)
             yield _Check(
                 "kl_spike", "kl_mean", kl > threshold, kl, threshold, kl, "warning",
-                f"KL spiked to {_fmt(kl)} (> {_fmt(threshold)}, {rules.kl_spike_factor:g}x its recent median "
+                lambda: f"KL spiked to {_fmt(kl)} (> {_fmt(threshold)}, {rules.kl_spike_factor:g}x its recent median "
                 f"{_fmt(median)}) at step {{step}}: a sudden policy jump; check the batch, lower the learning rate",
             )
         yield from self._hacking(values)
@@ -319,7 +327,7 @@ class AlertMonitor:
         active = reward_end > reward_start and kl_end >= threshold
         yield _Check(
             "reward_hacking", "kl_mean", active, kl_end, threshold, kl_end, "warning",
-            f"reward rose {_fmt(reward_start)} -> {_fmt(reward_end)} while KL grew {_fmt(kl_start)} -> "
+            lambda: f"reward rose {_fmt(reward_start)} -> {_fmt(reward_end)} while KL grew {_fmt(kl_start)} -> "
             f"{_fmt(kl_end)} (>= {_fmt(threshold)}) over the last {len(pairs)} steps, at step {{step}}: possible "
             "reward hacking; read recent completions for exploits, raise beta or tighten the reward",
         )
@@ -334,7 +342,7 @@ class AlertMonitor:
         yield _Check(
             "entropy_collapse", "entropy_mean", entropy < threshold, entropy, threshold,
             1 / max(entropy, 1e-12), "warning",
-            f"entropy {_fmt(entropy)} < {_fmt(threshold)} ({reason}) at step {{step}}: the policy is collapsing to "
+            lambda: f"entropy {_fmt(entropy)} < {_fmt(threshold)} ({reason}) at step {{step}}: the policy is collapsing to "
             "near-deterministic outputs; raise the temperature or entropy bonus, lower the learning rate",
         )
 
@@ -351,7 +359,7 @@ class AlertMonitor:
                 allowed = max(rules.reward_collapse_frac * abs(peak), rules.reward_collapse_noise_factor * noise)
                 yield _Check(
                     "reward_collapse", "reward_mean", drop > allowed, recent, peak - allowed, drop, "warning",
-                    f"reward {_fmt(recent)} (median of last {rules.reward_window}) fell below {_fmt(peak - allowed)}, "
+                    lambda: f"reward {_fmt(recent)} (median of last {rules.reward_window}) fell below {_fmt(peak - allowed)}, "
                     f"{_fmt(drop)} under its best {_fmt(peak)}, at step {{step}}: the policy may have collapsed; "
                     "read recent completions, lower the learning rate or restore an earlier checkpoint",
                 )
@@ -360,7 +368,7 @@ class AlertMonitor:
             yield _Check(
                 "zero_reward_variance", "frac_reward_zero_std", frac >= rules.zero_std_frac_max, frac,
                 rules.zero_std_frac_max, frac, "warning",
-                f"{frac:.0%} of prompt groups got identical rewards (>= {rules.zero_std_frac_max:.0%}) at step "
+                lambda: f"{frac:.0%} of prompt groups got identical rewards (>= {rules.zero_std_frac_max:.0%}) at step "
                 "{step}: no advantage signal; make the reward less sparse, raise num_generations or temperature",
                 rules.zero_variance_patience,
             )
@@ -369,7 +377,7 @@ class AlertMonitor:
             yield _Check(
                 "zero_reward_variance", "reward_std", std <= rules.reward_std_min, std, rules.reward_std_min, 1.0,
                 "warning",
-                f"reward std {_fmt(std)} <= {_fmt(rules.reward_std_min)} at step {{step}}: every completion gets "
+                lambda: f"reward std {_fmt(std)} <= {_fmt(rules.reward_std_min)} at step {{step}}: every completion gets "
                 "the same reward, so there is no learning signal; check the reward function",
                 rules.zero_variance_patience,
             )
@@ -386,7 +394,7 @@ class AlertMonitor:
             else "the absolute limit"
         yield _Check(
             "grad_norm_explosion", "grad_norm", norm > threshold, norm, threshold, norm, "warning",
-            f"grad norm {_fmt(norm)} > {_fmt(threshold)} ({reason}) at step {{step}}: gradients are exploding; "
+            lambda: f"grad norm {_fmt(norm)} > {_fmt(threshold)} ({reason}) at step {{step}}: gradients are exploding; "
             "lower the learning rate, check max_grad_norm and the batch that caused it",
         )
 
@@ -396,7 +404,7 @@ class AlertMonitor:
         rules, frac = self.rules, values["clip_frac"]
         yield _Check(
             "clip_frac_high", "clip_frac", frac > rules.clip_frac_max, frac, rules.clip_frac_max, frac, "warning",
-            f"clip fraction {_fmt(frac)} > {_fmt(rules.clip_frac_max)} at step {{step}}: updates leave the trust "
+            lambda: f"clip fraction {_fmt(frac)} > {_fmt(rules.clip_frac_max)} at step {{step}}: updates leave the trust "
             "region; lower the learning rate or the number of PPO epochs / iterations per batch",
         )
 
@@ -408,7 +416,7 @@ class AlertMonitor:
         threshold = max(rules.value_loss_spike_factor * median, rules.value_loss_min)
         yield _Check(
             "value_loss_spike", "value_loss", loss > threshold, loss, threshold, loss, "warning",
-            f"value loss {_fmt(loss)} > {_fmt(threshold)} ({rules.value_loss_spike_factor:g}x its median "
+            lambda: f"value loss {_fmt(loss)} > {_fmt(threshold)} ({rules.value_loss_spike_factor:g}x its median "
             f"{_fmt(median)}) at step {{step}}: the critic is unstable; lower vf_coef or the learning rate, "
             "check reward scaling / whitening",
         )
@@ -422,7 +430,7 @@ class AlertMonitor:
             yield _Check(
                 "completion_length_blowup", "completions/mean_length", length > threshold, length, threshold,
                 length, "warning",
-                f"mean completion length {_fmt(length)} > {_fmt(threshold)} ({rules.length_spike_factor:g}x its "
+                lambda: f"mean completion length {_fmt(length)} > {_fmt(threshold)} ({rules.length_spike_factor:g}x its "
                 f"median {_fmt(median)}) at step {{step}}: completions are blowing up (rambling or repetition); "
                 "read samples, add a length penalty or lower max_completion_length",
             )
@@ -431,7 +439,7 @@ class AlertMonitor:
             yield _Check(
                 "completions_clipped", "completions/clipped_ratio", ratio > rules.clipped_ratio_max, ratio,
                 rules.clipped_ratio_max, ratio, "info",
-                f"{ratio:.0%} of completions hit max_completion_length (> {rules.clipped_ratio_max:.0%}) at step "
+                lambda: f"{ratio:.0%} of completions hit max_completion_length (> {rules.clipped_ratio_max:.0%}) at step "
                 "{step}: answers are truncated; raise max_completion_length or reward shorter answers",
                 rules.clipped_ratio_patience,
             )

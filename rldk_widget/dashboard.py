@@ -25,6 +25,7 @@ import pandas as pd
 import traitlets
 
 from .hf_state import TrainerStateReader
+from .inbox import EventInbox
 from .metrics import RLDKMetrics, as_number, coerce_step
 from .series import RunSeries, json_safe
 from .store import RunData, RunStore, default_run_id, discover_runs, dumps_record, validate_run_id
@@ -41,6 +42,8 @@ export default { render({ el }) {
 """
 SEVERITIES = ("info", "warning", "critical")
 _SOURCES = {"metrics": "", "ppo_metrics": "ppo:", "checkpoint_summary": "ckpt:"}
+_FILE_OF_EVENT = {"alert": "alerts"}
+"""RLDKCallback event kinds whose run file has another name (the others are named as the event)."""
 _DEFAULT_PORT = 8501
 SNAPSHOT_POINT_BUDGET = 30_000
 """Points the `metrics` snapshot carries at most (≈0.65 MB of JSON): longer series are decimated to keep
@@ -112,6 +115,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._writer_run_id = run_id or default_run_id()
         self._trainer_state = TrainerStateReader(self.output_dir)
         self._channel = DeltaChannel(self.send, self._lock)
+        self._inbox = EventInbox(self._handle_callback_events, name="rldk-callback-events")
         self.on_msg(self._on_view_message)
         self._cell_end_hook = _register_post_run_cell(self)
         self.update_data()
@@ -150,6 +154,7 @@ class RLDKDashboard(anywidget.AnyWidget):
     def update_data(self) -> None:
         """Read what was added to the run files since the last call (all runs of `output_dir` when run_id is
         None); a file that shrank or was replaced is read again whole."""
+        self._inbox.drain()
         run_ids = [self.run_id] if self.run_id is not None else discover_runs(self.output_dir)
         with self._lock:
             for run_id in run_ids:
@@ -250,6 +255,7 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def to_dataframe(self, run_id: str | None = None) -> pd.DataFrame:
         """Metrics as a DataFrame, one row per (run, step), all runs unless `run_id` is given."""
+        self._inbox.drain()
         with self._lock:
             if run_id is not None:
                 runs = {run_id: self._runs[run_id]} if run_id in self._runs else {}
@@ -262,6 +268,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         return pd.concat(frames, ignore_index=True)
 
     def alerts_dataframe(self) -> pd.DataFrame:
+        self._inbox.drain()
         with self._lock:
             return pd.DataFrame(list(self._alerts))
 
@@ -269,6 +276,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         """A plotly `go.Figure` of the same charts (static export, nbconvert, reports)."""
         from .figures import build_figure
 
+        self._inbox.drain()
         with self._lock:
             return build_figure(self._runs, list(self.run_ids), metrics or list(self.default_charts))
 
@@ -282,6 +290,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             raise RuntimeError(f"the front-end bundle {_BUNDLE} is missing: install the package with `pip install .`")
         if not isinstance(max_points, int) or max_points < 1:
             raise ValueError(f"max_points must be a positive int, got {max_points!r}")
+        self._inbox.drain()
         with self._lock:
             traits = {
                 "metrics": {"seq": 0, "runs": self._encoded_runs(max_points)},
@@ -304,6 +313,7 @@ class RLDKDashboard(anywidget.AnyWidget):
     @property
     def load_report(self) -> dict[str, list[str]]:
         """Per run, what could not be read or written (the same text the status line shows)."""
+        self._inbox.drain()
         with self._lock:
             return {run: list(problems) for run, problems in self._problems.items() if problems}
 
@@ -313,13 +323,17 @@ class RLDKDashboard(anywidget.AnyWidget):
         return self._channel.messages_sent
 
     def flush(self) -> None:
-        """Send queued points to the views now instead of at the next throttle tick."""
+        """Send queued points to the views now instead of at the next throttle tick (after reading what a
+        connected callback wrote)."""
+        self._inbox.drain()
         self._channel.flush()
 
     def close(self) -> None:
         self.disable_auto_refresh()
         for callback in list(self._callbacks):
             self.disconnect_callback(callback)
+        if hasattr(self, "_inbox"):
+            self._inbox.close()
         if hasattr(self, "_channel"):
             self._channel.close()
         _unregister_post_run_cell(getattr(self, "_cell_end_hook", None))
@@ -361,9 +375,10 @@ class RLDKDashboard(anywidget.AnyWidget):
             self.info = info
         self._update_default_charts(entry["trainer"])
 
-    def _poll(self, run_id: str) -> None:
+    def _poll(self, run_id: str, kinds: tuple[str, ...] | None = None) -> None:
+        """Ingest what the run's files (or the files named in `kinds`) gained since the last poll."""
         store = self._stores[run_id]
-        data = store.read_new()
+        data = store.read_new(kinds)
         data.problems.extend(
             f"{run_id}: {store.path(kind).name} was replaced, truncated or deleted; the view shows what it holds now"
             for kind in sorted(data.reset)
@@ -381,9 +396,12 @@ class RLDKDashboard(anywidget.AnyWidget):
                 self._alerts = [a for a in self._alerts if a.get("run_id") != run_id]
             else:
                 run.drop_prefix(_SOURCES[kind])
-        points: dict[str, tuple[list[float], list[float]]] = {}
+        points: Points = {}
         for kind, prefix in _SOURCES.items():
-            added, skipped = run.add_records(getattr(data, kind), prefix)
+            records = getattr(data, kind)
+            if not records:
+                continue
+            added, skipped = run.add_records(records, prefix)
             points.update(added)
             if skipped:
                 problems.append(f"{run_id}: skipped {skipped} {kind} record(s) without a valid step")
@@ -413,20 +431,32 @@ class RLDKDashboard(anywidget.AnyWidget):
             )
 
     def _on_callback_event(self, kind: str, record: Mapping[str, Any]) -> None:
+        """RLDKCallback's listener, on the training thread: run info (twice per run) is applied at once; for a
+        written record only a key is queued, and the inbox's thread reads the file back (the training loop does
+        not wait for the views)."""
         callback_run = record.get("run_id") if isinstance(record, Mapping) else None
         run_id = callback_run if isinstance(callback_run, str) else None
-        with self._lock:
-            if kind == "run_info":
+        if kind == "run_info":
+            with self._lock:
                 run_id = run_id or next((cb.run_id for cb in self._callbacks), None)
                 if run_id is not None:
                     self._ensure_run(run_id)
                     self.set_run_info(run_id, record.get("max_steps"), record.get("trainer"), record.get("started"))
-                return
-            for callback in self._callbacks:
-                if run_id is None or callback.run_id == run_id:
-                    self._store(callback.run_id, Path(callback.output_dir))
-                    self._poll(callback.run_id)
-                    self.set_run_info(callback.run_id, callback.max_steps, callback.trainer_kind)
+            return
+        for callback in tuple(self._callbacks):
+            if run_id is None or callback.run_id == run_id:
+                self._inbox.put((callback.run_id, _FILE_OF_EVENT.get(kind, kind)))
+
+    def _handle_callback_events(self, events: set[Any]) -> None:
+        """On the inbox's thread: read what connected callbacks wrote (`events`: (run_id, file kind) pairs)."""
+        with self._lock:
+            for run_id, kind in sorted(events):
+                callback = next((cb for cb in self._callbacks if cb.run_id == run_id), None)
+                if callback is None:
+                    continue
+                self._store(run_id, Path(callback.output_dir))
+                self._poll(run_id, (kind,))
+                self.set_run_info(run_id, callback.max_steps, callback.trainer_kind)
 
     def _update_default_charts(self, trainer_kind: Any) -> None:
         if not isinstance(trainer_kind, str) or self.default_charts:
@@ -464,6 +494,7 @@ class RLDKDashboard(anywidget.AnyWidget):
     def _refresh_saved_state(self, *_args: Any) -> None:
         """After each cell: bring the traitlet snapshot up to date, so a notebook saved now holds the run
         (bounded by SNAPSHOT_POINT_BUDGET). Views already in sync ignore it and keep their full data."""
+        self._inbox.drain()
         with self._lock:
             if not self._changed_since_snapshot or self.comm is None:
                 return
@@ -476,6 +507,7 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _on_view_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if isinstance(content, Mapping) and content.get("type") == "request_snapshot":
+            self._inbox.drain()
             self._send_snapshot(replace=False)
 
     # ---- validation --------------------------------------------------------------------------------------

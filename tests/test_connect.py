@@ -2,11 +2,15 @@
 
 import json
 import math
+import threading
+import time
 
 import pytest
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 from rldk_widget import RLDKCallback, RLDKDashboard
+
+from helpers import CommTap
 
 
 @pytest.fixture
@@ -72,6 +76,33 @@ def test_two_dashboards_on_one_callback_and_disconnect(tmp_path, trainer_args):
     first.close()
     callback.on_log(trainer_args, state, control, logs=dict(GRPO))
     second.close()
+
+
+def test_training_thread_only_queues_and_views_update_on_their_own(tmp_path, trainer_args):
+    """The listener does not read files on the training thread; with no reader call at all (no flush, no
+    to_dataframe) the inbox and delta threads bring every step to a displayed view within a second or two."""
+    dash = RLDKDashboard(output_dir=tmp_path, run_id="run", auto_refresh=False)
+    tap = CommTap(dash, view=True)
+    polled_on: list[int] = []
+    poll = dash._poll
+
+    def recording_poll(*args, **kwargs):
+        polled_on.append(threading.get_ident())
+        return poll(*args, **kwargs)
+
+    dash._poll = recording_poll
+    callback = dash.callback()
+    polled_on.clear()
+    drive(callback, trainer_args, [GRPO] * 12)
+    assert threading.get_ident() not in polled_on
+    deadline = time.monotonic() + 5
+    while len(tap.view.series("run", "reward_mean")[0]) < 12 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    steps, rewards = tap.view.series("run", "reward_mean")
+    assert steps.tolist() == list(range(1, 13)) and rewards.tolist() == [0.5] * 12
+    assert polled_on and threading.get_ident() not in polled_on and tap.view.gaps == 0
+    dash.close()
+    assert not any(t.name == "rldk-callback-events" and t.is_alive() for t in threading.enumerate())
 
 
 def test_connect_callback_rejects_other_objects(tmp_path):

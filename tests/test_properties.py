@@ -235,6 +235,28 @@ def assert_nothing_stored(directory: Path, dash: RLDKDashboard, tap: CommTap) ->
     assert tap.view.point_count() == 0 and tap.view.alerts == [], "a rejected record reached the view"
 
 
+def store_or_reject(directory: Path, must_accept: bool, shown: str, call) -> tuple | None:
+    """Run `call(dash)` on a fresh dashboard with a view. A rejection (TypeError/ValueError) must be expected and
+    leave nothing stored: returns None. Otherwise the input must have been valid: returns (dash, tap, time
+    before, time after) with the queued delta sent."""
+    dash = RLDKDashboard(output_dir=directory, auto_refresh=False)
+    tap = CommTap(dash, view=True)
+    before = time.time()
+    try:
+        call(dash)
+    except (TypeError, ValueError) as err:
+        event("rejected")
+        assert not must_accept, f"valid input {shown} rejected: {err!r}"
+        assert_nothing_stored(directory, dash, tap)
+        dash.close()
+        return None
+    after = time.time()
+    event("stored")
+    assert must_accept, f"invalid input accepted: {shown}"
+    dash.flush()
+    return dash, tap, before, after
+
+
 def assert_same_record(actual: dict, expected: dict, where: str) -> None:
     assert set(actual) == set(expected), f"{where}: keys {sorted(map(repr, actual))} != {sorted(map(repr, expected))}"
     for key, value in expected.items():
@@ -301,21 +323,12 @@ def test_add_metrics_rejects_cleanly_or_stores_reloads_and_shows_the_same(raw):
     must_accept = all(accepted for accepted, _run, _record in oracle)
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        dash = RLDKDashboard(output_dir=directory, auto_refresh=False)
-        tap = CommTap(dash, view=True)
-        before = time.time()
-        try:
-            quiet(dash.add_metrics, items if len(items) > 1 else items[0])
-        except (TypeError, ValueError) as err:
-            event("rejected")
-            assert not must_accept, f"valid input rejected: {err!r}"
-            assert_nothing_stored(directory, dash, tap)
-            dash.close()
+        stored = store_or_reject(
+            directory, must_accept, repr(items), lambda dash: quiet(dash.add_metrics, items if len(items) > 1 else items[0])
+        )
+        if stored is None:
             return
-        after = time.time()
-        event("stored")
-        assert must_accept, f"invalid input accepted: {items!r}"
-        dash.flush()
+        dash, tap, before, after = stored
         default_run = dash._writer_run_id
         expected_runs: dict[str, list[dict]] = {}
         for _accepted, run_id, record in oracle:
@@ -386,21 +399,10 @@ def test_add_alert_rejects_cleanly_or_stores_reloads_and_shows_the_same(alert):
     must_accept, expected = expected_alert(alert)
     with tempfile.TemporaryDirectory() as tmp:
         directory = Path(tmp)
-        dash = RLDKDashboard(output_dir=directory, auto_refresh=False)
-        tap = CommTap(dash, view=True)
-        before = time.time()
-        try:
-            dash.add_alert(alert)
-        except (TypeError, ValueError) as err:
-            event("rejected")
-            assert not must_accept, f"valid alert rejected: {err!r}"
-            assert_nothing_stored(directory, dash, tap)
-            dash.close()
+        stored = store_or_reject(directory, must_accept, repr(alert), lambda dash: dash.add_alert(alert))
+        if stored is None:
             return
-        after = time.time()
-        event("stored")
-        assert must_accept, f"invalid alert accepted: {alert!r}"
-        dash.flush()
+        dash, tap, before, after = stored
         run_id = expected.get("run_id") or dash._writer_run_id
         want = {**expected, "run_id": run_id}
         (on_disk,) = RunStore(directory, run_id).read_all().alerts

@@ -15,6 +15,7 @@ import http.server
 import json
 import os
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -25,15 +26,10 @@ ROOT = HERE.parent.parent
 BUNDLE = ROOT / "rldk_widget" / "static" / "widget.js"
 OUT = HERE / "out"
 
+sys.path.insert(0, str(HERE.parent / "browser"))
+from lab import CHROMIUM_ARGS  # noqa: E402  (one list of Chromium flags for every browser test)
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 sync_api = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():

@@ -1,7 +1,8 @@
 """DeltaChannel: sends what was appended since the last message to the views, numbered and throttled.
 
 A training loop blocks the kernel's event loop for the whole cell, so nothing is scheduled on it: the caller's
-thread sends when the throttle interval has passed, and a one-shot timer thread sends what is left. All of it
+thread sends when the throttle interval has passed, and the channel's one flusher thread (started on first need,
+woken by an event; no thread per message) sends what is left when the interval is over. All of it
 runs under the widget's lock, the same lock that builds snapshots, so a snapshot's `seq` always says exactly
 which deltas it already contains (docs/protocol.md).
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from array import array
 from typing import Any, Callable
 
@@ -31,7 +33,8 @@ class DeltaChannel:
         self._points: dict[str, Points] = {}
         self._alerts: list[dict[str, Any]] = []
         self._last_sent = 0.0
-        self._timer: threading.Timer | None = None
+        self._flush_wanted = threading.Event()
+        self._flusher: threading.Thread | None = None
         self._closed = False
 
     def push(self, run_id: str, points: Points, alerts: list[dict[str, Any]]) -> None:
@@ -55,15 +58,28 @@ class DeltaChannel:
         wait = self._last_sent + self.min_interval - time.monotonic()
         if wait <= 0:
             self.flush()
-        elif self._timer is None and not self._closed:
-            self._timer = threading.Timer(wait, self._flush_from_timer)
-            self._timer.daemon = True
-            self._timer.start()
+        elif not self._closed:
+            if self._flusher is None:
+                self._flusher = threading.Thread(
+                    target=_flush_loop, args=(weakref.ref(self), self._flush_wanted), name="rldk-delta-flush",
+                    daemon=True,
+                )
+                self._flusher.start()
+            self._flush_wanted.set()
 
-    def _flush_from_timer(self) -> None:
-        with self._lock:
-            self._timer = None
-            self._flush_or_schedule()
+    def _flush_when_due(self) -> bool:
+        """On the flusher thread: wait out the throttle interval (a send from the caller's thread restarts it),
+        then send what is queued. False once closed."""
+        while True:
+            with self._lock:
+                if self._closed:
+                    return False
+                wait = self._last_sent + self.min_interval - time.monotonic()
+                if wait <= 0:
+                    self._flush_wanted.clear()
+                    self.flush()
+                    return True
+            time.sleep(wait)
 
     def flush(self) -> None:
         """Send everything queued as one delta message (no-op when nothing is queued)."""
@@ -80,9 +96,6 @@ class DeltaChannel:
             self._points = {}
             self._alerts = []
             self._last_sent = time.monotonic()
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
             if self._closed:
                 return
             try:
@@ -106,6 +119,16 @@ class DeltaChannel:
     def close(self) -> None:
         with self._lock:
             self._closed = True
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._flush_wanted.set()
+
+
+def _flush_loop(channel_ref: "weakref.ref[DeltaChannel]", wanted: threading.Event) -> None:
+    """The flusher thread: holds its channel weakly, so a dropped widget's thread ends within a minute."""
+    while True:
+        wanted.wait(timeout=60)
+        channel = channel_ref()
+        if channel is None:
+            return
+        if wanted.is_set() and not channel._flush_when_due():
+            return
+        del channel

@@ -1,17 +1,19 @@
-"""EventInbox: work the training thread asks for, done on a background thread so that the training loop only pays
-for queueing it.
+"""EventInbox: work the training thread asks for, batched so that it is done at most about ten times a second.
 
 RLDKCallback tells a connected dashboard "run R's metrics file grew" after every write. Reading the new rows
-back, updating the series and queueing a delta for the views takes longer than the write itself, so the
-dashboard puts the key `(R, "metrics")` here and returns at once; one daemon thread handles the keys gathered
-since its last pass. Readers that must see everything written so far (`to_dataframe`, `flush`, ...) call
-`drain()` first: it handles what is queued in the calling thread and waits for a pass already running.
+back, updating the series and sending a delta costs about as much for one row as for ten, so the dashboard puts
+the key `(R, "metrics")` here: when the last pass is `coalesce_s` old the caller handles everything queued at
+once (one read, one delta), otherwise the key waits for the next call or, if training goes quiet, for the
+inbox's worker thread. Doing the passes on the training thread itself is deliberate: a Python-bound step loses
+more to a second thread taking the GIL back and forth than to the pass. Readers that must see everything
+written so far (`to_dataframe`, `flush`, ...) call `drain()` first.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from typing import Callable, Hashable
 
@@ -29,6 +31,7 @@ class EventInbox:
         self._name = name
         self._coalesce_s = coalesce_s
         self._pending: set[Hashable] = set()
+        self._last_pass = 0.0
         self._pending_lock = threading.Lock()
         self._handling = threading.RLock()
         self._wake = threading.Event()
@@ -36,21 +39,28 @@ class EventInbox:
         self._thread: threading.Thread | None = None
 
     def put(self, key: Hashable) -> None:
-        """Queue `key` (cheap: a set insert and an event); starts the worker on first use."""
+        """Queue `key`; handle the queue now if the last pass is `coalesce_s` old, else leave it to a later call
+        or to the worker (started on first use), which passes within about `coalesce_s`."""
         with self._pending_lock:
             if self._closed.is_set():
                 return
             self._pending.add(key)
-            if self._thread is None:
+            due = time.monotonic() - self._last_pass >= self._coalesce_s
+            if not due and self._thread is None:
                 self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
                 self._thread.start()
-        self._wake.set()
+        if due:
+            self.drain()
+        else:
+            self._wake.set()
 
     def drain(self) -> None:
         """Handle every queued key now, in the calling thread (after a pass of the worker already running)."""
         with self._handling:
             with self._pending_lock:
                 pending, self._pending = self._pending, set()
+                if pending:
+                    self._last_pass = time.monotonic()
             if not pending:
                 return
             handler = self._handler()
@@ -68,8 +78,12 @@ class EventInbox:
     def _work(self) -> None:
         while True:
             self._wake.wait()
-            # a short pause gathers the events of a burst into one pass (one read of the file, one delta)
-            if self._closed.wait(self._coalesce_s):
+            # while puts keep coming, the callers' own passes handle the queue; this thread passes only once none
+            # did for two intervals: the last keys of a burst, after which training went quiet (eval, end of run)
+            while (idle := time.monotonic() - self._last_pass) < 2 * self._coalesce_s:
+                if self._closed.wait(2 * self._coalesce_s - idle):
+                    return
+            if self._closed.is_set():
                 return
             self._wake.clear()
             if self._handler() is None:

@@ -40,11 +40,12 @@ test: install chromium
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not training and not browser" $(PYTEST_ARGS)
 
-# PPO lives in trl.experimental.ppo only in TRL 0.26-1.12: a separate venv with trl 1.12.
+# PPO lives in trl.experimental.ppo only in TRL 0.26-1.12: a separate venv with trl 1.12 and just what
+# tests/test_ppo.py needs (the test extra asks for trl>=1.16).
 test-ppo: install
 	test -x .venv-ppo/bin/python || $(PYTHON) -m venv .venv-ppo
 	.venv-ppo/bin/pip install --quiet torch==2.13.0
-	.venv-ppo/bin/pip install --quiet -e ".[test]" "trl==1.12.*"
+	.venv-ppo/bin/pip install --quiet -e ".[trl]" "trl==1.12.*" "pytest>=8" "pytest-timeout>=2.3" "datasets>=3.0" "tokenizers>=0.20"
 	.venv-ppo/bin/python -m pytest -q -m ppo -o addopts="" tests/test_ppo.py
 
 bench: install chromium

@@ -170,18 +170,22 @@ export class Series {
     this.version++;
   }
 
+  /** Make room for `need` points, doubling the capacity (amortised O(1) appends). */
+  private reserve(need: number): void {
+    if (need <= this.xs.length) return;
+    let cap = Math.max(16, this.xs.length);
+    while (cap < need) cap *= 2;
+    const nx = new Float64Array(cap);
+    nx.set(this.xs.subarray(0, this.n));
+    const ny = new Float64Array(cap);
+    ny.set(this.ys.subarray(0, this.n));
+    this.xs = nx;
+    this.ys = ny;
+  }
+
   private pushArrays(x: Float64Array, y: Float64Array, m: number): void {
     const need = this.n + m;
-    if (need > this.xs.length) {
-      let cap = Math.max(16, this.xs.length);
-      while (cap < need) cap *= 2;
-      const nx = new Float64Array(cap);
-      nx.set(this.xs.subarray(0, this.n));
-      const ny = new Float64Array(cap);
-      ny.set(this.ys.subarray(0, this.n));
-      this.xs = nx;
-      this.ys = ny;
-    }
+    this.reserve(need);
     if (this.sorted) {
       let prev = this.n ? this.xs[this.n - 1] : -Infinity;
       for (let i = 0; i < m; i++) {
@@ -231,17 +235,7 @@ export class Series {
       this.tailKnown = true;
       return;
     }
-    if (total > this.xs.length) {
-      // grow once for all chunks
-      let cap = Math.max(16, this.xs.length);
-      while (cap < total) cap *= 2;
-      const nx = new Float64Array(cap);
-      nx.set(this.xs.subarray(0, this.n));
-      const ny = new Float64Array(cap);
-      ny.set(this.ys.subarray(0, this.n));
-      this.xs = nx;
-      this.ys = ny;
-    }
+    this.reserve(total); // grow once for all chunks
     for (const [x, y] of decoded) {
       const m = Math.min(x.length, y.length);
       if (m) this.pushArrays(x, y, m);

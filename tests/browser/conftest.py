@@ -56,6 +56,16 @@ class LabPage:
         lab.run_all_cells(self.page)
         return lab.wait_for_cells_done(self.page, timeout) if wait else None
 
+    def save_and_reload(self, notebook: str) -> None:
+        """Save the notebook (its widget-view outputs are what JupyterLab re-creates the views from), reload the
+        tab and re-open the notebook if Lab did not restore it; console errors from before are forgotten."""
+        lab.save_notebook(self.page)
+        self.console.clear()
+        self.page.reload(wait_until="domcontentloaded")
+        lab.wait_for_lab(self.page)
+        if not self.page.query_selector(".jp-NotebookPanel"):
+            self.open(notebook)
+
     def wait_until(self, predicate, timeout: float, what: str, interval: float = 0.1):
         return lab.wait_until(predicate, timeout, what, interval)
 

@@ -248,12 +248,7 @@ def test_reload_and_kernel_restart_mid_run_show_the_full_state(lab_page):
     lab.wait_for_cells_done(lp.page, 30, count=1)
     lab.run_cell(lp.page, 1)
     lp.wait_until(lambda: (lp.page.evaluate(STORE_JS, INLINE) or {}).get("points", 0) >= 60, 30, "streaming")
-    lab.save_notebook(lp.page)
-    lp.console.clear()
-    lp.page.reload(wait_until="domcontentloaded")
-    lab.wait_for_lab(lp.page)
-    if not lp.page.query_selector(".jp-NotebookPanel"):
-        lp.open(nb)
+    lp.save_and_reload(nb)
     lp.page.wait_for_selector(INLINE, timeout=60_000)
     state = lp.wait_until(view_holds(lp, 400, 399), 60, "the reloaded view to hold all 400 points")
     assert lp.step(INLINE) == "399", lp.step(INLINE)

@@ -168,14 +168,7 @@ def test_reload_restores_views_from_the_kernel(lab_page):
     lp.open(nb)
     lp.run_all()
     assert_full_view(lp, INLINE, "inline (before reload)")
-    # the widget-view output has to be in the saved notebook for JupyterLab to re-create the view after a reload
-    lab.save_notebook(lp.page)
-    lp.console.clear()
-
-    lp.page.reload(wait_until="domcontentloaded")
-    lab.wait_for_lab(lp.page)
-    if not lp.page.query_selector(".jp-NotebookPanel"):
-        lp.open(nb)
+    lp.save_and_reload(nb)
     lab.wait_for_kernel_idle(lp.page)
     lp.page.wait_for_selector(INLINE, timeout=30_000)
     assert_full_view(lp, INLINE, "inline (after reload)")

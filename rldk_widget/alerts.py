@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import functools
 import math
-import statistics
 from collections import deque
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from .metrics import as_number
 
@@ -152,6 +151,13 @@ def _nonfinite_message(metric: str, value: float) -> str:
     return f"{name} is {_fmt(value)} (must be finite) at step {{step}}: {advice}"
 
 
+def _median(values: Iterable[float]) -> float:
+    """Median of a short non-empty sequence (statistics.median's type dispatch costs more than the sort here)."""
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def _fmt(value: float | None) -> str:
     if value is None:
         return "n/a"
@@ -209,7 +215,7 @@ class AlertMonitor:
             # is measured against the start of the run, not against the already collapsed values
             history = self._hist(metric)
             if metric in values and len(history) >= _MIN_PEAK_WINDOW:
-                recent = statistics.median(list(history)[-self.rules.reward_window :])
+                recent = _median(list(history)[-self.rules.reward_window :])
                 self._peaks[metric] = max(self._peaks.get(metric, -math.inf), recent)
         if reward is not None and kl is not None and math.isfinite(reward) and math.isfinite(kl):
             self._pairs.append((reward, kl))
@@ -282,7 +288,7 @@ class AlertMonitor:
         history = self._history.get(metric)
         if not history or len(history) < self.rules.min_history:
             return None
-        return statistics.median(list(history)[-self.rules.window :])
+        return _median(list(history)[-self.rules.window :])
 
     def _nonfinite(self, values: dict[str, float]) -> Iterator[_Check]:
         for metric in self.rules.nonfinite_metrics:
@@ -319,10 +325,10 @@ class AlertMonitor:
             return
         pairs = list(self._pairs)[-(rules.hacking_window - 1) :] + [(values["reward_mean"], values["kl_mean"])]
         edge = min(rules.reward_window, len(pairs) // 2)
-        reward_start = statistics.median(r for r, _ in pairs[:edge])
-        reward_end = statistics.median(r for r, _ in pairs[-edge:])
-        kl_start = statistics.median(k for _, k in pairs[:edge])
-        kl_end = statistics.median(k for _, k in pairs[-edge:])
+        reward_start = _median([r for r, _ in pairs[:edge]])
+        reward_end = _median([r for r, _ in pairs[-edge:]])
+        kl_start = _median([k for _, k in pairs[:edge]])
+        kl_end = _median([k for _, k in pairs[-edge:]])
         threshold = max(kl_start + rules.hacking_kl_min_rise, rules.hacking_kl_ratio * kl_start)
         active = reward_end > reward_start and kl_end >= threshold
         yield _Check(
@@ -352,9 +358,9 @@ class AlertMonitor:
             history = list(self._hist("reward_mean")) + [values["reward_mean"]]
             peak = self._peaks.get("reward_mean")
             if peak is not None and len(history) >= rules.min_history:
-                recent = statistics.median(history[-rules.reward_window :])
+                recent = _median(history[-rules.reward_window :])
                 # robust std of step-to-step noise: median |difference| / 0.954 for iid normal noise
-                noise = statistics.median(self._reward_steps) / 0.954 if self._reward_steps else 0.0
+                noise = _median(self._reward_steps) / 0.954 if self._reward_steps else 0.0
                 drop = peak - recent
                 allowed = max(rules.reward_collapse_frac * abs(peak), rules.reward_collapse_noise_factor * noise)
                 yield _Check(

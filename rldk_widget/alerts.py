@@ -199,7 +199,10 @@ class AlertMonitor:
 
     # state -------------------------------------------------------------------------------------------------
     def _hist(self, metric: str) -> deque[float]:
-        return self._history.setdefault(metric, deque(maxlen=self._history_size))
+        history = self._history.get(metric)
+        if history is None:
+            history = self._history[metric] = deque(maxlen=self._history_size)
+        return history
 
     def _remember(self, values: dict[str, float]) -> None:
         reward, kl = values.get("reward_mean"), values.get("kl_mean")
@@ -223,7 +226,12 @@ class AlertMonitor:
     def _gate(self, check: _Check, step: int) -> dict[str, Any] | None:
         """De-duplicate: onset after patience and cooldown, one escalation, re-arm after rearm_steps clear."""
         rules = self.rules
-        episode = self._episodes.setdefault((check.type, check.metric), _Episode())
+        key = (check.type, check.metric)
+        episode = self._episodes.get(key)
+        if episode is None:
+            if not check.active:
+                return None  # nothing to remember for a condition that was never seen
+            episode = self._episodes[key] = _Episode()
         if not check.active:
             episode.streak = 0
             if episode.active:

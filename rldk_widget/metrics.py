@@ -61,7 +61,7 @@ class RLDKMetrics:
         self.step = coerce_step(self.step)
         for name in CORE_FLOAT_FIELDS:
             value = getattr(self, name)
-            if value is not None:
+            if value is not None and type(value) is not float:
                 number = as_number(value)
                 if number is None:
                     raise TypeError(f"RLDKMetrics.{name} must be a number or None, got {type(value).__name__}")
@@ -72,7 +72,7 @@ class RLDKMetrics:
             raise TypeError(f"RLDKMetrics.extra must be a dict of numbers, got {type(self.extra).__name__}")
         extra: dict[str, float] = {}
         for key, value in self.extra.items():
-            number = as_number(value)
+            number = value if type(value) is float else as_number(value)
             if not isinstance(key, str) or number is None:
                 raise TypeError(f"RLDKMetrics.extra[{key!r}] must be a number under a str key")
             extra[key] = number

@@ -21,7 +21,7 @@ import common as c  # noqa: E402
 NAME = "overhead"
 RUN = "overhead_run"
 
-FULL = dict(steps=100, warmup=5, blocks=8)  # blocks of four runs, A B B A then B A A B: 16 runs per variant
+FULL = dict(steps=100, warmup=5, blocks=16)  # blocks of four runs, A B B A then B A A B: 32 runs per variant
 QUICK = dict(steps=8, warmup=2, blocks=1)
 
 TARGET_RATIO = 1.02  # median step time with ÷ without

@@ -77,7 +77,10 @@ class EventInbox:
 
     def _work(self) -> None:
         while True:
-            self._wake.wait()
+            if not self._wake.wait(timeout=60):
+                if self._handler() is None:
+                    return  # the owner was collected without close(): end instead of idling forever
+                continue
             # while puts keep coming, the callers' own passes handle the queue; this thread passes only once none
             # did for two intervals: the last keys of a burst, after which training went quiet (eval, end of run)
             while (idle := time.monotonic() - self._last_pass) < 2 * self._coalesce_s:

@@ -40,7 +40,7 @@ class EventInbox:
 
     def put(self, key: Hashable) -> None:
         """Queue `key`; handle the queue now if the last pass is `coalesce_s` old, else leave it to a later call
-        or to the worker (started on first use), which passes within about `coalesce_s`."""
+        or to the worker (started on first use), which passes once no pass ran for twice `coalesce_s`."""
         with self._pending_lock:
             if self._closed.is_set():
                 return

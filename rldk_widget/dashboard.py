@@ -27,7 +27,7 @@ import traitlets
 from .hf_state import TrainerStateReader
 from .inbox import EventInbox
 from .metrics import RLDKMetrics, as_number, coerce_step
-from .series import RunSeries, json_safe
+from .series import Points, RunSeries, json_safe
 from .store import RunData, RunStore, default_run_id, discover_runs, dumps_record, validate_run_id
 from .transport import DeltaChannel
 
@@ -154,7 +154,6 @@ class RLDKDashboard(anywidget.AnyWidget):
     def update_data(self) -> None:
         """Read what was added to the run files since the last call (all runs of `output_dir` when run_id is
         None); a file that shrank or was replaced is read again whole."""
-        self._inbox.drain()
         run_ids = [self.run_id] if self.run_id is not None else discover_runs(self.output_dir)
         with self._lock:
             for run_id in run_ids:
@@ -432,8 +431,7 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _on_callback_event(self, kind: str, record: Mapping[str, Any]) -> None:
         """RLDKCallback's listener, on the training thread: run info (twice per run) is applied at once; for a
-        written record only a key is queued, and the inbox's thread reads the file back (the training loop does
-        not wait for the views)."""
+        written record a key goes to the inbox, which reads the file back in one pass per ~100 ms (inbox.py)."""
         callback_run = record.get("run_id") if isinstance(record, Mapping) else None
         run_id = callback_run if isinstance(callback_run, str) else None
         if kind == "run_info":
@@ -448,7 +446,8 @@ class RLDKDashboard(anywidget.AnyWidget):
                 self._inbox.put((callback.run_id, _FILE_OF_EVENT.get(kind, kind)))
 
     def _handle_callback_events(self, events: set[Any]) -> None:
-        """On the inbox's thread: read what connected callbacks wrote (`events`: (run_id, file kind) pairs)."""
+        """The inbox's pass (on the training thread when due, else on its worker): read what connected callbacks
+        wrote (`events`: (run_id, file kind) pairs)."""
         with self._lock:
             for run_id, kind in sorted(events):
                 callback = next((cb for cb in self._callbacks if cb.run_id == run_id), None)

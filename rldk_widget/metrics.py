@@ -72,7 +72,7 @@ class RLDKMetrics:
             raise TypeError(f"RLDKMetrics.extra must be a dict of numbers, got {type(self.extra).__name__}")
         extra: dict[str, float] = {}
         for key, value in self.extra.items():
-            number = value if type(value) is float else as_number(value)
+            number = as_number(value)
             if not isinstance(key, str) or number is None:
                 raise TypeError(f"RLDKMetrics.extra[{key!r}] must be a number under a str key")
             extra[key] = number

@@ -394,10 +394,11 @@ class _JsonArrayFile(_TailFile):
         if size < _WRITER_SKIP_BYTES:
             return False
         head = os.pread(fd, len(_BOM) + 1, 0)
-        # `}\n]\n` is how every complete write ends; a raw newline cannot stand inside a JSON string
-        if head.removeprefix(_BOM)[:1] != b"[" or os.pread(fd, 4, size - 4) != b"}\n]\n":
+        # `}` + CLOSING is how every complete write ends; a raw newline cannot stand inside a JSON string
+        ending = b"}" + self.CLOSING
+        if head.removeprefix(_BOM)[:1] != b"[" or os.pread(fd, len(ending), size - len(ending)) != ending:
             return False
-        self._offset = size - len(b"\n]\n")
+        self._offset = size - len(self.CLOSING)
         self._fingerprint = os.pread(fd, _FINGERPRINT_BYTES, self._offset - _FINGERPRINT_BYTES)
         self._has_items = True
         return True
@@ -407,12 +408,12 @@ class _JsonArrayFile(_TailFile):
             self._convert_single_object(fd)
         lines = b",\n".join(line for _, line in pending)
         if self._offset == 0:
-            position, payload = 0, b"[\n" + lines + b"\n]\n"
+            position, payload = 0, b"[\n" + lines + self.CLOSING
         else:
             separator = b",\n" if self._has_items else b"\n"
-            position, payload = self._offset, separator + lines + b"\n]\n"
+            position, payload = self._offset, separator + lines + self.CLOSING
         self._commit_write(fd, position, payload)
-        self._offset = position + len(payload) - len(b"\n]\n")
+        self._offset = position + len(payload) - len(self.CLOSING)
         self._fingerprint = payload[: len(payload) - 3][-_FINGERPRINT_BYTES:]
         if len(self._fingerprint) < _FINGERPRINT_BYTES:
             self._fingerprint = b""
@@ -427,9 +428,9 @@ class _JsonArrayFile(_TailFile):
         except ValueError:
             value = None
         body = dumps_record(value) if isinstance(value, dict) else b""
-        payload = b"[\n" + body + b"\n]\n" if body else b"[\n]\n"
+        payload = b"[\n" + body + self.CLOSING if body else b"[" + self.CLOSING
         self._commit_write(fd, 0, payload)
-        self._offset = len(payload) - len(b"\n]\n")
+        self._offset = len(payload) - len(self.CLOSING)
         self._has_items = bool(body)
         self._fingerprint = b""
         self._single_object = False

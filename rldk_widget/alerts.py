@@ -11,7 +11,7 @@ import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .metrics import as_number
 
@@ -102,23 +102,6 @@ class AlertRules:
 
 
 @dataclass
-class _Check:
-    """One rule evaluated on one record. `badness` grows as the condition gets worse (for escalation)."""
-
-    type: str
-    metric: str
-    active: bool
-    value: float = math.nan
-    threshold: float | None = None
-    badness: float = 0.0
-    severity: str = "warning"
-    message: Callable[[], str] = str
-    """Builds the alert text; called only when the check raises an alert, right after the rule yielded it (so a
-    rule's lambda still sees its own variables), never for the many checks that pass."""
-    patience: int = 1
-
-
-@dataclass
 class _Episode:
     active: bool = False
     streak: int = 0
@@ -167,7 +150,11 @@ def _fmt(value: float | None) -> str:
 
 
 class AlertMonitor:
-    """Feed flat metric records in step order (`observe`); get the alerts each one raises."""
+    """Feed flat metric records in step order (`observe`); get the alerts each one raises.
+
+    Each rule computes whether its condition holds for the record and hands that to `_consider`, which keeps
+    the rule's episode (onset, escalation, re-arm, cooldown). Values a rule only needs for an alert's text are
+    computed in its `message` function, called only when an alert is raised."""
 
     def __init__(self, rules: AlertRules | None = None) -> None:
         self.rules = rules or AlertRules()
@@ -178,24 +165,29 @@ class AlertMonitor:
         self._peaks: dict[str, float] = {}
         self._episodes: dict[tuple[str, str], _Episode] = {}
         self._read = frozenset(_TRACKED + _RATIOS + self.rules.nonfinite_metrics)
+        self._step = 0
+        self._raised: list[dict[str, Any]] = []
 
     def observe(self, record: Mapping[str, Any]) -> list[dict[str, Any]]:
         """Alerts raised by one record (RLDKMetrics.to_dict() style, extra keys inline)."""
-        step = int(as_number(record.get("step")) or 0)
+        self._step = int(as_number(record.get("step")) or 0)
+        self._raised = []
         values = {
             key: number
             for key in self._read & record.keys()
             if (number := math.nan if (raw := record[key]) is None else as_number(raw)) is not None
         }
-        alerts = []
-        for check in self._checks(values):
-            if check.type in self.rules.disabled:
-                continue
-            alert = self._gate(check, step)
-            if alert is not None:
-                alerts.append(alert)
+        self._nonfinite(values)
+        finite = {key: value for key, value in values.items() if math.isfinite(value)}
+        self._kl(finite)
+        self._entropy(finite)
+        self._reward(finite)
+        self._grad_norm(finite)
+        self._clip_frac(finite)
+        self._value_loss(finite)
+        self._completions(finite)
         self._remember(values)
-        return alerts
+        return self._raised
 
     # state -------------------------------------------------------------------------------------------------
     def _hist(self, metric: str) -> deque[float]:
@@ -223,74 +215,70 @@ class AlertMonitor:
         if reward is not None and kl is not None and math.isfinite(reward) and math.isfinite(kl):
             self._pairs.append((reward, kl))
 
-    def _gate(self, check: _Check, step: int) -> dict[str, Any] | None:
-        """De-duplicate: onset after patience and cooldown, one escalation, re-arm after rearm_steps clear."""
-        rules = self.rules
-        key = (check.type, check.metric)
+    def _consider(
+        self,
+        type: str,
+        metric: str,
+        active: bool,
+        value: float,
+        threshold: float | None,
+        badness: float,
+        severity: str,
+        message: Callable[[], str],
+        patience: int = 1,
+    ) -> None:
+        """One rule's verdict on the record, de-duplicated: an alert at onset (after `patience` records and the
+        cooldown), one escalation when `badness` reaches escalation_factor times its onset value, re-armed after
+        rearm_steps clear records. `message` builds the text (with `{step}`) only for an alert raised."""
+        key = (type, metric)
         episode = self._episodes.get(key)
         if episode is None:
-            if not check.active:
-                return None  # nothing to remember for a condition that was never seen
+            if not active or type in self.rules.disabled:
+                return  # nothing to remember for a condition that was never seen
             episode = self._episodes[key] = _Episode()
-        if not check.active:
+        rules, step = self.rules, self._step
+        if not active:
             episode.streak = 0
             if episode.active:
                 episode.clear += 1
                 if episode.clear >= rules.rearm_steps:
                     episode.active = False
-            return None
+            return
         episode.clear = 0
         episode.streak += 1
         if episode.active:
             onset = episode.onset_badness
-            if (
-                not episode.escalated
-                and math.isfinite(onset)
-                and onset > 0
-                and check.badness >= rules.escalation_factor * onset
-            ):
+            if not episode.escalated and math.isfinite(onset) and onset > 0 and badness >= rules.escalation_factor * onset:
                 episode.escalated = True
                 episode.last_alert_step = step
-                ratio = check.badness / onset
-                severity = SEVERITIES[min(SEVERITIES.index(check.severity) + 1, len(SEVERITIES) - 1)]
-                message = f"{check.message()} [escalated: {ratio:.1f}x worse than at step {episode.onset_step}]"
-                return self._alert(check, step, severity, message)
-            return None
-        if episode.streak < check.patience:
-            return None
+                severity = SEVERITIES[min(SEVERITIES.index(severity) + 1, len(SEVERITIES) - 1)]
+                text = f"{message()} [escalated: {badness / onset:.1f}x worse than at step {episode.onset_step}]"
+                self._raise(type, metric, value, threshold, severity, text)
+            return
+        if episode.streak < patience:
+            return
         if episode.last_alert_step is not None and step - episode.last_alert_step < rules.cooldown_steps:
-            return None
+            return
         episode.active = True
         episode.escalated = False
-        episode.onset_badness = check.badness
+        episode.onset_badness = badness
         episode.onset_step = step
         episode.last_alert_step = step
-        return self._alert(check, step, check.severity, check.message())
+        self._raise(type, metric, value, threshold, severity, message())
 
-    @staticmethod
-    def _alert(check: _Check, step: int, severity: str, message: str) -> dict[str, Any]:
-        return {
-            "type": check.type,
-            "message": message.replace("{step}", str(step)),
+    def _raise(self, type: str, metric: str, value: float, threshold: float | None, severity: str, text: str) -> None:
+        step = self._step
+        self._raised.append({
+            "type": type,
+            "message": text.replace("{step}", str(step)),
             "step": step,
             "severity": severity,
-            "metric": check.metric,
-            "value": check.value,
-            "threshold": check.threshold,
-        }
+            "metric": metric,
+            "value": value,
+            "threshold": threshold,
+        })
 
     # rules -------------------------------------------------------------------------------------------------
-    def _checks(self, values: dict[str, float]) -> Iterator[_Check]:
-        yield from self._nonfinite(values)
-        finite = {key: value for key, value in values.items() if math.isfinite(value)}
-        yield from self._kl(finite)
-        yield from self._entropy(finite)
-        yield from self._reward(finite)
-        yield from self._grad_norm(finite)
-        yield from self._clip_frac(finite)
-        yield from self._value_loss(finite)
-        yield from self._completions(finite)
-
     def _relative(self, metric: str) -> float | None:
         """Rolling median of the metric's previous values, once there are `min_history` of them."""
         history = self._history.get(metric)
@@ -298,21 +286,20 @@ class AlertMonitor:
             return None
         return _median(list(history)[-self.rules.window :])
 
-    def _nonfinite(self, values: dict[str, float]) -> Iterator[_Check]:
+    def _nonfinite(self, values: dict[str, float]) -> None:
         for metric in self.rules.nonfinite_metrics:
-            if metric not in values:
-                continue
-            value = values[metric]
-            yield _Check(
-                "nonfinite", metric, not math.isfinite(value), value, None, math.inf, "critical",
-                functools.partial(_nonfinite_message, metric, value),
-            )
+            if metric in values:
+                value = values[metric]
+                self._consider(
+                    "nonfinite", metric, not math.isfinite(value), value, None, math.inf, "critical",
+                    functools.partial(_nonfinite_message, metric, value),
+                )
 
-    def _kl(self, values: dict[str, float]) -> Iterator[_Check]:
+    def _kl(self, values: dict[str, float]) -> None:
         if "kl_mean" not in values:
             return
         rules, kl = self.rules, values["kl_mean"]
-        yield _Check(
+        self._consider(
             "kl_high", "kl_mean", kl > rules.kl_max, kl, rules.kl_max, kl, "warning",
             lambda: f"KL {_fmt(kl)} > {_fmt(rules.kl_max)} at step {{step}}: the policy is drifting from the reference; "
             "lower the learning rate or raise beta",
@@ -320,14 +307,14 @@ class AlertMonitor:
         median = self._relative("kl_mean")
         if median is not None:
             threshold = max(rules.kl_spike_factor * median, rules.kl_spike_min)
-            yield _Check(
+            self._consider(
                 "kl_spike", "kl_mean", kl > threshold, kl, threshold, kl, "warning",
                 lambda: f"KL spiked to {_fmt(kl)} (> {_fmt(threshold)}, {rules.kl_spike_factor:g}x its recent median "
                 f"{_fmt(median)}) at step {{step}}: a sudden policy jump; check the batch, lower the learning rate",
             )
-        yield from self._hacking(values)
+        self._hacking(values)
 
-    def _hacking(self, values: dict[str, float]) -> Iterator[_Check]:
+    def _hacking(self, values: dict[str, float]) -> None:
         rules = self.rules
         if "reward_mean" not in values or len(self._pairs) < rules.hacking_window - 1:
             return
@@ -335,51 +322,57 @@ class AlertMonitor:
         edge = min(rules.reward_window, len(pairs) // 2)
         reward_start = _median([r for r, _ in pairs[:edge]])
         reward_end = _median([r for r, _ in pairs[-edge:]])
-        kl_start = _median([k for _, k in pairs[:edge]])
-        kl_end = _median([k for _, k in pairs[-edge:]])
-        threshold = max(kl_start + rules.hacking_kl_min_rise, rules.hacking_kl_ratio * kl_start)
-        active = reward_end > reward_start and kl_end >= threshold
-        yield _Check(
+        kl_start = kl_end = threshold = math.nan
+        active = reward_end > reward_start  # only then are the KL medians needed
+        if active:
+            kl_start = _median([k for _, k in pairs[:edge]])
+            kl_end = _median([k for _, k in pairs[-edge:]])
+            threshold = max(kl_start + rules.hacking_kl_min_rise, rules.hacking_kl_ratio * kl_start)
+            active = kl_end >= threshold
+        self._consider(
             "reward_hacking", "kl_mean", active, kl_end, threshold, kl_end, "warning",
             lambda: f"reward rose {_fmt(reward_start)} -> {_fmt(reward_end)} while KL grew {_fmt(kl_start)} -> "
             f"{_fmt(kl_end)} (>= {_fmt(threshold)}) over the last {len(pairs)} steps, at step {{step}}: possible "
             "reward hacking; read recent completions for exploits, raise beta or tighten the reward",
         )
 
-    def _entropy(self, values: dict[str, float]) -> Iterator[_Check]:
+    def _entropy(self, values: dict[str, float]) -> None:
         if "entropy_mean" not in values:
             return
         rules, entropy = self.rules, values["entropy_mean"]
         peak = self._peaks.get("entropy_mean")
         threshold = rules.entropy_min if peak is None else max(rules.entropy_min, rules.entropy_collapse_ratio * peak)
         reason = f"its peak {_fmt(peak)} x {rules.entropy_collapse_ratio:g}" if peak is not None else "the minimum"
-        yield _Check(
+        self._consider(
             "entropy_collapse", "entropy_mean", entropy < threshold, entropy, threshold,
             1 / max(entropy, 1e-12), "warning",
             lambda: f"entropy {_fmt(entropy)} < {_fmt(threshold)} ({reason}) at step {{step}}: the policy is collapsing to "
             "near-deterministic outputs; raise the temperature or entropy bonus, lower the learning rate",
         )
 
-    def _reward(self, values: dict[str, float]) -> Iterator[_Check]:
+    def _reward(self, values: dict[str, float]) -> None:
         rules = self.rules
         if "reward_mean" in values:
-            history = list(self._hist("reward_mean")) + [values["reward_mean"]]
+            history = [*self._hist("reward_mean"), values["reward_mean"]]
             peak = self._peaks.get("reward_mean")
             if peak is not None and len(history) >= rules.min_history:
                 recent = _median(history[-rules.reward_window :])
-                # robust std of step-to-step noise: median |difference| / 0.954 for iid normal noise
-                noise = _median(self._reward_steps) / 0.954 if self._reward_steps else 0.0
                 drop = peak - recent
-                allowed = max(rules.reward_collapse_frac * abs(peak), rules.reward_collapse_noise_factor * noise)
-                yield _Check(
-                    "reward_collapse", "reward_mean", drop > allowed, recent, peak - allowed, drop, "warning",
-                    lambda: f"reward {_fmt(recent)} (median of last {rules.reward_window}) fell below {_fmt(peak - allowed)}, "
-                    f"{_fmt(drop)} under its best {_fmt(peak)}, at step {{step}}: the policy may have collapsed; "
-                    "read recent completions, lower the learning rate or restore an earlier checkpoint",
+                allowed = rules.reward_collapse_frac * abs(peak)
+                active = drop > allowed
+                if active and self._reward_steps:
+                    # robust std of step-to-step noise: median |difference| / 0.954 for iid normal noise
+                    allowed = max(allowed, rules.reward_collapse_noise_factor * _median(self._reward_steps) / 0.954)
+                    active = drop > allowed
+                self._consider(
+                    "reward_collapse", "reward_mean", active, recent, peak - allowed, drop, "warning",
+                    lambda: f"reward {_fmt(recent)} (median of last {rules.reward_window}) fell below "
+                    f"{_fmt(peak - allowed)}, {_fmt(drop)} under its best {_fmt(peak)}, at step {{step}}: the policy may "
+                    "have collapsed; read recent completions, lower the learning rate or restore an earlier checkpoint",
                 )
         if "frac_reward_zero_std" in values:
             frac = values["frac_reward_zero_std"]
-            yield _Check(
+            self._consider(
                 "zero_reward_variance", "frac_reward_zero_std", frac >= rules.zero_std_frac_max, frac,
                 rules.zero_std_frac_max, frac, "warning",
                 lambda: f"{frac:.0%} of prompt groups got identical rewards (>= {rules.zero_std_frac_max:.0%}) at step "
@@ -388,7 +381,7 @@ class AlertMonitor:
             )
         elif "reward_std" in values:
             std = values["reward_std"]
-            yield _Check(
+            self._consider(
                 "zero_reward_variance", "reward_std", std <= rules.reward_std_min, std, rules.reward_std_min, 1.0,
                 "warning",
                 lambda: f"reward std {_fmt(std)} <= {_fmt(rules.reward_std_min)} at step {{step}}: every completion gets "
@@ -396,7 +389,7 @@ class AlertMonitor:
                 rules.zero_variance_patience,
             )
 
-    def _grad_norm(self, values: dict[str, float]) -> Iterator[_Check]:
+    def _grad_norm(self, values: dict[str, float]) -> None:
         if "grad_norm" not in values:
             return
         rules, norm = self.rules, values["grad_norm"]
@@ -406,51 +399,54 @@ class AlertMonitor:
             threshold = min(threshold, rules.grad_norm_spike_factor * median)
         reason = f"{rules.grad_norm_spike_factor:g}x its median {_fmt(median)}" if threshold != rules.grad_norm_max \
             else "the absolute limit"
-        yield _Check(
+        self._consider(
             "grad_norm_explosion", "grad_norm", norm > threshold, norm, threshold, norm, "warning",
             lambda: f"grad norm {_fmt(norm)} > {_fmt(threshold)} ({reason}) at step {{step}}: gradients are exploding; "
             "lower the learning rate, check max_grad_norm and the batch that caused it",
         )
 
-    def _clip_frac(self, values: dict[str, float]) -> Iterator[_Check]:
+    def _clip_frac(self, values: dict[str, float]) -> None:
         if "clip_frac" not in values:
             return
         rules, frac = self.rules, values["clip_frac"]
-        yield _Check(
+        self._consider(
             "clip_frac_high", "clip_frac", frac > rules.clip_frac_max, frac, rules.clip_frac_max, frac, "warning",
             lambda: f"clip fraction {_fmt(frac)} > {_fmt(rules.clip_frac_max)} at step {{step}}: updates leave the trust "
             "region; lower the learning rate or the number of PPO epochs / iterations per batch",
         )
 
-    def _value_loss(self, values: dict[str, float]) -> Iterator[_Check]:
+    def _value_loss(self, values: dict[str, float]) -> None:
+        if "value_loss" not in values:
+            return
         median = self._relative("value_loss")
-        if "value_loss" not in values or median is None:
+        if median is None:
             return
         rules, loss = self.rules, values["value_loss"]
         threshold = max(rules.value_loss_spike_factor * median, rules.value_loss_min)
-        yield _Check(
+        self._consider(
             "value_loss_spike", "value_loss", loss > threshold, loss, threshold, loss, "warning",
             lambda: f"value loss {_fmt(loss)} > {_fmt(threshold)} ({rules.value_loss_spike_factor:g}x its median "
             f"{_fmt(median)}) at step {{step}}: the critic is unstable; lower vf_coef or the learning rate, "
             "check reward scaling / whitening",
         )
 
-    def _completions(self, values: dict[str, float]) -> Iterator[_Check]:
+    def _completions(self, values: dict[str, float]) -> None:
         rules = self.rules
-        median = self._relative("completions/mean_length")
-        if "completions/mean_length" in values and median is not None and median > 0:
-            length = values["completions/mean_length"]
-            threshold = rules.length_spike_factor * median
-            yield _Check(
-                "completion_length_blowup", "completions/mean_length", length > threshold, length, threshold,
-                length, "warning",
-                lambda: f"mean completion length {_fmt(length)} > {_fmt(threshold)} ({rules.length_spike_factor:g}x its "
-                f"median {_fmt(median)}) at step {{step}}: completions are blowing up (rambling or repetition); "
-                "read samples, add a length penalty or lower max_completion_length",
-            )
+        if "completions/mean_length" in values:
+            median = self._relative("completions/mean_length")
+            if median is not None and median > 0:
+                length = values["completions/mean_length"]
+                threshold = rules.length_spike_factor * median
+                self._consider(
+                    "completion_length_blowup", "completions/mean_length", length > threshold, length, threshold,
+                    length, "warning",
+                    lambda: f"mean completion length {_fmt(length)} > {_fmt(threshold)} ({rules.length_spike_factor:g}x "
+                    f"its median {_fmt(median)}) at step {{step}}: completions are blowing up (rambling or repetition); "
+                    "read samples, add a length penalty or lower max_completion_length",
+                )
         if "completions/clipped_ratio" in values:
             ratio = values["completions/clipped_ratio"]
-            yield _Check(
+            self._consider(
                 "completions_clipped", "completions/clipped_ratio", ratio > rules.clipped_ratio_max, ratio,
                 rules.clipped_ratio_max, ratio, "info",
                 lambda: f"{ratio:.0%} of completions hit max_completion_length (> {rules.clipped_ratio_max:.0%}) at step "

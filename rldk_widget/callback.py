@@ -3,12 +3,14 @@ and tells listeners (e.g. a dashboard) about every record. Rank zero only; never
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import math
 import os
 import time
 import warnings
+import weakref
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,14 +18,17 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .alerts import AlertMonitor, AlertRules
+from .inbox import EventInbox
 from .metrics import as_number
 from .store import RunStore, default_run_id, validate_run_id
-from .trl_keys import detect_trainer_kind, is_eval_log, is_summary_log, kind_from_class, map_log, ppo_keys
+from .trl_keys import detect_trainer_kind, is_eval_log, is_summary_log, kind_from_class, log_record, ppo_keys
 
 logger = logging.getLogger(__name__)
 
 Listener = Callable[[str, dict[str, Any]], None]
 LISTENER_KINDS: tuple[str, ...] = ("metrics", "alert", "ppo_metrics", "checkpoint_summary", "run_info")
+_FILE_OF_KIND = {"metrics": "metrics", "alert": "alerts", "ppo_metrics": "ppo_metrics"}
+_LIVE_CALLBACKS: "weakref.WeakSet[RLDKCallback]" = weakref.WeakSet()
 
 
 def _guarded(hook: Callable[..., None]) -> Callable[..., None]:
@@ -49,6 +54,11 @@ class RLDKCallback(TrainerCallback):
     Listeners added with `add_listener(fn)` are called as `fn(kind, record)` after each record was written,
     kind in "metrics" | "alert" | "ppo_metrics" | "checkpoint_summary" | "run_info" ("run_info" records are
     updates of `run_info`: max_steps and trainer at the start, the train_runtime summary at the end).
+
+    `on_log` only queues the log. The logs of the last `write_interval` seconds are written together (one
+    append per file, see inbox.py): at once when steps are slower than that, else at the next log after the
+    interval, or by a worker thread when logging pauses. `on_save`, `on_train_end`, `flush()` and the end of the
+    process write what is queued; `write_interval=0` writes every log before `on_log` returns.
     """
 
     def __init__(
@@ -57,9 +67,16 @@ class RLDKCallback(TrainerCallback):
         run_id: str | None = None,
         log_interval: int = 1,
         alert_rules: AlertRules | None = None,
+        write_interval: float = 0.1,
     ) -> None:
         if isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 1:
             raise ValueError(f"log_interval must be an int >= 1, got {log_interval!r}")
+        if (
+            isinstance(write_interval, bool)
+            or not isinstance(write_interval, (int, float))
+            or not 0 <= write_interval <= 60
+        ):
+            raise ValueError(f"write_interval must be a number of seconds from 0 to 60, got {write_interval!r}")
         if alert_rules is not None and not isinstance(alert_rules, AlertRules):
             raise TypeError(f"alert_rules must be an AlertRules or None, got {type(alert_rules).__name__}")
         self.output_dir = Path(output_dir)
@@ -74,6 +91,8 @@ class RLDKCallback(TrainerCallback):
         self._monitor: AlertMonitor | None = None
         self._last_weight_norm: float | None = None
         self._warned: set[str] = set()
+        self._queued_logs = EventInbox(self._write_logs, name="rldk-callback-writes", coalesce_s=write_interval)
+        _LIVE_CALLBACKS.add(self)
 
     # listeners -----------------------------------------------------------------------------------------------
     def add_listener(self, fn: Listener) -> None:
@@ -121,32 +140,19 @@ class RLDKCallback(TrainerCallback):
     ):
         if not state.is_world_process_zero or not logs:
             return
-        step = state.global_step
-        now = time.time()
-        if is_summary_log(logs):
-            summary = {key: number for key, value in logs.items() if (number := _number(value)) is not None}
-            self._update_run_info({**summary, "step": step, "finished": now, "timestamp": now})
-            return
-        if self.trainer_kind is None:
-            self.trainer_kind = detect_trainer_kind(logs)
-        metrics = map_log(logs, step, self.trainer_kind)
-        metrics.run_id, metrics.timestamp = self.run_id, now
-        record = metrics.to_dict()
-        evaluation = is_eval_log(logs)
-        if evaluation or step % self.log_interval == 0:
-            self._append("metrics", record)
-        if evaluation:
-            return
-        for alert in self._alert_monitor().observe(record):
-            self._append("alert", {**alert, "run_id": self.run_id, "timestamp": now})
-        ppo = ppo_keys(logs)
-        if ppo or self.trainer_kind == "ppo":
-            self._append("ppo_metrics", {"step": step, **{key: _number(value) for key, value in ppo.items()}})
+        self._queued_logs.put((state.global_step, time.time(), dict(logs)))
+        if is_summary_log(logs):  # the end of training: its run info is written at once
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the logs queued so far now (and tell the listeners)."""
+        self._queued_logs.drain()
 
     @_guarded
     def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
         if not state.is_world_process_zero:
             return
+        self.flush()
         model = kwargs.get("model")
         if model is None:
             self._problem("on_save:no_model", "RLDKCallback.on_save got no model; checkpoint summary skipped")
@@ -164,10 +170,11 @@ class RLDKCallback(TrainerCallback):
             "weight_norm_delta": delta,
             "nonfinite_params": stats["nonfinite_params"],
         }
-        self._append("checkpoint_summary", row)
+        self._write_and_tell({"checkpoint_summary": [row]})
 
     @_guarded
     def on_train_end(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
+        self.flush()
         if self._store is not None:
             self._store.retry_unwritten()
             self._check_write_errors()
@@ -194,17 +201,68 @@ class RLDKCallback(TrainerCallback):
             self._store = RunStore(self.output_dir, self.run_id)
         return self._store
 
-    def _append(self, kind: str, record: dict[str, Any]) -> None:
-        """Write one record through the store, then tell the listeners."""
+    def _write_logs(self, queued: list[tuple[int, float, dict[str, Any]]]) -> None:
+        """The queue's pass: turn each (step, time, log) into records, write each file's records in one append,
+        then tell the listeners. A log that fails is reported and skipped; the others are written."""
+        records: dict[str, list[dict[str, Any]]] = {"metrics": [], "alert": [], "ppo_metrics": []}
+        for step, now, logs in queued:
+            try:
+                self._records_of_log(step, now, logs, records)
+            except Exception as err:  # noqa: BLE001 - the training loop must go on
+                self._problem(f"on_log:{type(err).__name__}", f"RLDKCallback.on_log failed: {err!r}", err)
+        self._write_and_tell(records)
+
+    def _records_of_log(self, step: int, now: float, logs: dict[str, Any], records: dict[str, list]) -> None:
+        """Add to `records` what one log gives: a metrics record, the alerts it raises, a PPO row (the train_runtime
+        summary updates the run info instead)."""
+        if is_summary_log(logs):
+            summary = {key: number for key, value in logs.items() if (number := _number(value)) is not None}
+            self._update_run_info({**summary, "step": step, "finished": now, "timestamp": now})
+            return
+        if self.trainer_kind is None:
+            self.trainer_kind = detect_trainer_kind(logs)
+        record = log_record(logs, step, self.trainer_kind, self.run_id, now)
+        evaluation = is_eval_log(logs)
+        if evaluation or step % self.log_interval == 0:
+            records["metrics"].append(record)
+        if evaluation:
+            return
+        for alert in self._alert_monitor().observe(record):
+            records["alert"].append({**alert, "run_id": self.run_id, "timestamp": now})
+        ppo = ppo_keys(logs)
+        if ppo or self.trainer_kind == "ppo":
+            records["ppo_metrics"].append(
+                {"step": step, **{key: _number(value) for key, value in ppo.items()}}
+            )
+
+    def _write_and_tell(self, records: dict[str, list[dict[str, Any]]]) -> None:
+        """Write each listener kind's records to its file, then tell the listeners about the ones written."""
+        written = {kind: self._write(kind, batch) for kind, batch in records.items() if batch}
+        for kind, batch in written.items():
+            for record in batch:
+                self._emit(kind, record if "run_id" in record else {**record, "run_id": self.run_id})
+
+    def _write(self, kind: str, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Append records of a listener kind in one write; if one cannot be stored (ValueError), each on its own
+        so that only that one is refused. Returns the records written or kept in memory for a retry."""
         store = self._run_store()
-        if kind == "metrics":
-            store.append_metrics(record)
-        elif kind == "alert":
-            store.append_alert(record)
-        else:
-            store.append_csv(kind, record)  # type: ignore[arg-type]
+        file_kind = _FILE_OF_KIND.get(kind, kind)
+        try:
+            store.append(file_kind, records)
+            written = records
+        except ValueError:
+            written = []
+            for record in records:
+                try:
+                    store.append(file_kind, [record])
+                    written.append(record)
+                except ValueError as err:
+                    self._problem(f"write:{kind}:{err}", f"RLDKCallback: a {kind!r} record was refused: {err}", err)
+        except Exception as err:  # noqa: BLE001 - never raise into training (or into a dashboard's flush)
+            self._problem(f"write:{kind}:{type(err).__name__}", f"RLDKCallback: writing {kind!r} failed: {err!r}", err)
+            written = []
         self._check_write_errors()
-        self._emit(kind, record if "run_id" in record else {**record, "run_id": self.run_id})
+        return written
 
     def _check_write_errors(self) -> None:
         assert self._store is not None
@@ -248,3 +306,10 @@ def parameter_stats(model: Any) -> dict[str, Any]:
         "weight_norm": math.sqrt(square_sum),
         "nonfinite_params": nonfinite,
     }
+
+
+@atexit.register
+def _write_queued_logs_at_exit() -> None:
+    """A script that ends (or fails) between two writes still leaves every log it got on disk."""
+    for callback in list(_LIVE_CALLBACKS):
+        callback.flush()

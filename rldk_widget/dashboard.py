@@ -254,7 +254,7 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def to_dataframe(self, run_id: str | None = None) -> pd.DataFrame:
         """Metrics as a DataFrame, one row per (run, step), all runs unless `run_id` is given."""
-        self._inbox.drain()
+        self._catch_up_with_callbacks()
         with self._lock:
             if run_id is not None:
                 runs = {run_id: self._runs[run_id]} if run_id in self._runs else {}
@@ -267,7 +267,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         return pd.concat(frames, ignore_index=True)
 
     def alerts_dataframe(self) -> pd.DataFrame:
-        self._inbox.drain()
+        self._catch_up_with_callbacks()
         with self._lock:
             return pd.DataFrame(list(self._alerts))
 
@@ -275,7 +275,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         """A plotly `go.Figure` of the same charts (static export, nbconvert, reports)."""
         from .figures import build_figure
 
-        self._inbox.drain()
+        self._catch_up_with_callbacks()
         with self._lock:
             return build_figure(self._runs, list(self.run_ids), metrics or list(self.default_charts))
 
@@ -289,7 +289,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             raise RuntimeError(f"the front-end bundle {_BUNDLE} is missing: install the package with `pip install .`")
         if not isinstance(max_points, int) or max_points < 1:
             raise ValueError(f"max_points must be a positive int, got {max_points!r}")
-        self._inbox.drain()
+        self._catch_up_with_callbacks()
         with self._lock:
             traits = {
                 "metrics": {"seq": 0, "runs": self._encoded_runs(max_points)},
@@ -312,7 +312,7 @@ class RLDKDashboard(anywidget.AnyWidget):
     @property
     def load_report(self) -> dict[str, list[str]]:
         """Per run, what could not be read or written (the same text the status line shows)."""
-        self._inbox.drain()
+        self._catch_up_with_callbacks()
         with self._lock:
             return {run: list(problems) for run, problems in self._problems.items() if problems}
 
@@ -324,7 +324,7 @@ class RLDKDashboard(anywidget.AnyWidget):
     def flush(self) -> None:
         """Send queued points to the views now instead of at the next throttle tick (after reading what a
         connected callback wrote)."""
-        self._inbox.drain()
+        self._catch_up_with_callbacks()
         self._channel.flush()
 
     def close(self) -> None:
@@ -445,11 +445,18 @@ class RLDKDashboard(anywidget.AnyWidget):
             if run_id is None or callback.run_id == run_id:
                 self._inbox.put((callback.run_id, _FILE_OF_EVENT.get(kind, kind)))
 
-    def _handle_callback_events(self, events: set[Any]) -> None:
+    def _catch_up_with_callbacks(self) -> None:
+        """Before a reader: connected callbacks write the logs they queued, then the inbox reads them back (call
+        without holding the dashboard's lock)."""
+        for callback in tuple(self._callbacks):
+            callback.flush()
+        self._inbox.drain()
+
+    def _handle_callback_events(self, events: list[Any]) -> None:
         """The inbox's pass (on the training thread when due, else on its worker): read what connected callbacks
-        wrote (`events`: (run_id, file kind) pairs)."""
+        wrote (`events`: (run_id, file kind) pairs, repeated once per record)."""
         with self._lock:
-            for run_id, kind in sorted(events):
+            for run_id, kind in sorted(set(events)):
                 callback = next((cb for cb in self._callbacks if cb.run_id == run_id), None)
                 if callback is None:
                     continue
@@ -493,7 +500,7 @@ class RLDKDashboard(anywidget.AnyWidget):
     def _refresh_saved_state(self, *_args: Any) -> None:
         """After each cell: bring the traitlet snapshot up to date, so a notebook saved now holds the run
         (bounded by SNAPSHOT_POINT_BUDGET). Views already in sync ignore it and keep their full data."""
-        self._inbox.drain()
+        self._catch_up_with_callbacks()
         with self._lock:
             if not self._changed_since_snapshot or self.comm is None:
                 return
@@ -506,7 +513,7 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _on_view_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if isinstance(content, Mapping) and content.get("type") == "request_snapshot":
-            self._inbox.drain()
+            self._catch_up_with_callbacks()
             self._send_snapshot(replace=False)
 
     # ---- validation --------------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
 """EventInbox: work the training thread asks for, batched so that it is done at most about ten times a second.
 
-RLDKCallback tells a connected dashboard "run R's metrics file grew" after every write. Reading the new rows
-back, updating the series and sending a delta costs about as much for one row as for ten, so the dashboard puts
-the key `(R, "metrics")` here: when the last pass is `coalesce_s` old the caller handles everything queued at
-once (one read, one delta), otherwise the key waits for the next call or, if training goes quiet, for the
-inbox's worker thread. Doing the passes on the training thread itself is deliberate: a Python-bound step loses
-more to a second thread taking the GIL back and forth than to the pass. Readers that must see everything
-written so far (`to_dataframe`, `flush`, ...) call `drain()` first.
+Per logged step, a fixed cost (mapping keys, a locked file append, reading rows back, sending a delta) is about
+as large for one step as for ten, and on a busy training thread each one costs more than in a loop (the
+trainer's work has evicted its code and data from the CPU caches). So both ends of the live path queue items
+here: RLDKCallback queues each log (written as records by one pass), the dashboard queues "run R's file grew"
+(read back by one pass, one delta). When the last pass is `coalesce_s` old the caller handles everything queued
+at once, otherwise the item waits for the next call or, if training goes quiet, for the inbox's worker thread.
+Doing the passes on the training thread itself is deliberate: a Python-bound step loses more to a second
+thread taking the GIL back and forth than to the pass. Whoever must see everything so far calls `drain()`.
 """
 
 from __future__ import annotations
@@ -15,22 +16,23 @@ import logging
 import threading
 import time
 import weakref
-from typing import Callable, Hashable
+from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
 
-Handler = Callable[[set[Hashable]], None]
+Handler = Callable[[list[Any]], None]
 
 
 class EventInbox:
-    """A set of pending keys and one worker thread that hands them to `handler` (held weakly: the inbox does not
-    keep its owner alive). Call `drain()` only while not holding a lock that `handler` takes."""
+    """Queued items, handed to `handler` in order and in batches, by the callers or one worker thread (the handler
+    is held weakly: the inbox does not keep its owner alive). Call `drain()` only while not holding a lock that
+    `handler` takes; `coalesce_s=0` hands every item over at once."""
 
     def __init__(self, handler: Handler, name: str, coalesce_s: float = 0.1) -> None:
         self._handler = weakref.WeakMethod(handler)  # type: ignore[arg-type]
         self._name = name
         self._coalesce_s = coalesce_s
-        self._pending: set[Hashable] = set()
+        self._pending: list[Any] = []
         self._last_pass = 0.0
         self._pending_lock = threading.Lock()
         self._handling = threading.RLock()
@@ -38,13 +40,13 @@ class EventInbox:
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def put(self, key: Hashable) -> None:
-        """Queue `key`; handle the queue now if the last pass is `coalesce_s` old, else leave it to a later call
+    def put(self, item: Any) -> None:
+        """Queue `item`; handle the queue now if the last pass is `coalesce_s` old, else leave it to a later call
         or to the worker (started on first use), which passes once no pass ran for twice `coalesce_s`."""
         with self._pending_lock:
             if self._closed.is_set():
                 return
-            self._pending.add(key)
+            self._pending.append(item)
             due = time.monotonic() - self._last_pass >= self._coalesce_s
             if not due and self._thread is None:
                 self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
@@ -55,10 +57,10 @@ class EventInbox:
             self._wake.set()
 
     def drain(self) -> None:
-        """Handle every queued key now, in the calling thread (after a pass of the worker already running)."""
+        """Handle every queued item now, in the calling thread (after a pass of the worker already running)."""
         with self._handling:
             with self._pending_lock:
-                pending, self._pending = self._pending, set()
+                pending, self._pending = self._pending, []
                 if pending:
                     self._last_pass = time.monotonic()
             if not pending:
@@ -68,7 +70,7 @@ class EventInbox:
                 handler(pending)
 
     def close(self) -> None:
-        """Stop the worker; keys still queued are dropped (the files hold them; a reload reads them)."""
+        """Stop the worker; items still queued are dropped (drain first to keep them)."""
         self._closed.set()
         self._wake.set()
         thread = self._thread
@@ -82,7 +84,7 @@ class EventInbox:
                     return  # the owner was collected without close(): end instead of idling forever
                 continue
             # while puts keep coming, the callers' own passes handle the queue; this thread passes only once none
-            # did for two intervals: the last keys of a burst, after which training went quiet (eval, end of run)
+            # did for two intervals: the last items of a burst, after which training went quiet (eval, end of run)
             while (idle := time.monotonic() - self._last_pass) < 2 * self._coalesce_s:
                 if self._closed.wait(2 * self._coalesce_s - idle):
                     return
@@ -93,5 +95,5 @@ class EventInbox:
                 return
             try:
                 self.drain()
-            except Exception:  # noqa: BLE001 - the worker must survive; the next pass reads the files again
-                logger.exception("%s: handling queued events failed", self._name)
+            except Exception:  # noqa: BLE001 - the worker must survive a failing pass
+                logger.exception("%s: handling queued items failed", self._name)

@@ -80,16 +80,7 @@ class RLDKMetrics:
 
     def to_dict(self) -> dict[str, Any]:
         """Flat dict: core fields that are set, then `extra` keys inline."""
-        out: dict[str, Any] = {"step": self.step}
-        if self.run_id is not None:
-            out["run_id"] = self.run_id
-        for name in CORE_FLOAT_FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        for key, value in self.extra.items():
-            out.setdefault(key, value)
-        return out
+        return flat_record(self.step, self.run_id, self.__dict__, self.extra)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "RLDKMetrics":
@@ -137,6 +128,23 @@ class RLDKMetrics:
                 stacklevel=3,
             )
         return cls(extra=extra, **kwargs)
+
+
+def flat_record(
+    step: int, run_id: str | None, core: Mapping[str, Any], extra: Mapping[str, float]
+) -> dict[str, Any]:
+    """The flat form of a metrics record (`RLDKMetrics.to_dict`): step, run_id, the core float fields found in
+    `core` that are not None (in CORE_FLOAT_FIELDS order), then the `extra` keys that do not shadow those."""
+    out: dict[str, Any] = {"step": step}
+    if run_id is not None:
+        out["run_id"] = run_id
+    for name in CORE_FLOAT_FIELDS:
+        value = core.get(name)
+        if value is not None:
+            out[name] = value
+    for key, value in extra.items():
+        out.setdefault(key, value)
+    return out
 
 
 def as_number(value: Any) -> float | None:

@@ -624,19 +624,26 @@ class RunStore:
     def path(self, kind: str) -> Path:
         return self._files[kind].path
 
+    def append(self, kind: str, records: Iterable[Mapping[str, Any]]) -> None:
+        """Append records to one file ("metrics", "alerts", "ppo_metrics", "checkpoint_summary") in one locked
+        write. Raises ValueError, writing none of them, if one cannot be stored (see `_TailFile.append`)."""
+        if kind not in FILE_SUFFIXES:
+            raise ValueError(f"kind must be one of {sorted(FILE_SUFFIXES)}, got {kind!r}")
+        self._files[kind].append([dict(record) for record in records])
+
     def append_metrics(self, record: Mapping[str, Any]) -> None:
-        self._files["metrics"].append([dict(record)])
+        self.append("metrics", [record])
 
     def append_metrics_many(self, records: Iterable[Mapping[str, Any]]) -> None:
-        self._files["metrics"].append([dict(r) for r in records])
+        self.append("metrics", records)
 
     def append_alert(self, record: Mapping[str, Any]) -> None:
-        self._files["alerts"].append([dict(record)])
+        self.append("alerts", [record])
 
     def append_csv(self, kind: CsvKind, row: Mapping[str, Any]) -> None:
         if kind not in CSV_KINDS:
             raise ValueError(f"kind must be one of {sorted(CSV_KINDS)}, got {kind!r}")
-        self._files[kind].append([dict(row)])
+        self.append(kind, [row])
 
     @property
     def write_errors(self) -> list[str]:

@@ -13,7 +13,6 @@ import logging
 import threading
 import time
 import weakref
-from array import array
 from typing import Any, Callable
 
 from .series import Points, encode_points
@@ -38,14 +37,15 @@ class DeltaChannel:
         self._closed = False
 
     def push(self, run_id: str, points: Points, alerts: list[dict[str, Any]]) -> None:
-        """Queue new points and alerts; send now if the interval has passed, else make sure a timer will."""
+        """Queue new points (the channel takes over their arrays) and alerts; send now if the interval has passed,
+        else make sure the flusher will."""
         with self._lock:
             if points:
                 pending = self._points.setdefault(run_id, {})
                 for name, (xs, ys) in points.items():
                     column = pending.get(name)
                     if column is None:
-                        pending[name] = (array("d", xs), array("d", ys))
+                        pending[name] = (xs, ys)
                     else:
                         column[0].extend(xs)
                         column[1].extend(ys)

@@ -37,7 +37,7 @@ import math
 from dataclasses import fields
 from typing import Any, Iterable, Mapping
 
-from .metrics import RLDKMetrics, as_number
+from .metrics import RLDKMetrics, as_number, coerce_step, flat_record
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +182,22 @@ def map_log(logs: Mapping[str, Any], step: int, trainer_kind: str | None = None)
     Keys named like a core field fill it; the trainer's mapping fills the others (first present key wins);
     every other numeric key is kept in `extra` under its raw name. None becomes NaN; non-numeric values are
     skipped."""
+    core, extra = _mapped_fields(logs, trainer_kind)
+    return RLDKMetrics(step=step, extra=extra, **core)
+
+
+def log_record(
+    logs: Mapping[str, Any], step: int, trainer_kind: str | None, run_id: str, timestamp: float
+) -> dict[str, Any]:
+    """`map_log(logs, step, trainer_kind)` with run_id (a valid run id) and timestamp set, as `.to_dict()` gives
+    it, without building the dataclass in between (the callback's path, once per logged step)."""
+    core, extra = _mapped_fields(logs, trainer_kind)
+    core["timestamp"] = timestamp
+    return flat_record(coerce_step(step), run_id, core, extra)
+
+
+def _mapped_fields(logs: Mapping[str, Any], trainer_kind: str | None) -> tuple[dict[str, float], dict[str, float]]:
+    """(core fields, extra keys) of one log, see `map_log`."""
     kind = normalize_kind(trainer_kind) or detect_trainer_kind(logs)
     numbers: dict[str, float] = {}
     for key, value in logs.items():
@@ -197,7 +213,7 @@ def map_log(logs: Mapping[str, Any], step: int, trainer_kind: str | None = None)
         if raw in numbers and field_name not in core:
             core[field_name] = numbers[raw]
     extra = {key: value for key, value in numbers.items() if key not in CORE_FIELDS}
-    return RLDKMetrics(step=step, extra=extra, **core)
+    return core, extra
 
 
 def default_charts(trainer_kind: str | None, available: Iterable[str] | None = None) -> list[str]:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import math
 import re
+import subprocess
+import sys
+import time
 import warnings
 from types import SimpleNamespace
 
@@ -56,13 +59,17 @@ def cb(tmp_path):
 
 
 def train(cb: RLDKCallback, args, logs: list[dict], start: int = 1) -> None:
+    """on_train_begin, one on_log per entry, then the queued logs written (as a save or the end of training
+    would)."""
     control = TrainerControl()
     cb.on_train_begin(args, make_state(), control)
     for offset, entry in enumerate(logs):
         cb.on_log(args, make_state(start + offset), control, logs=dict(entry))
+    cb.flush()
 
 
 def stored(cb: RLDKCallback):
+    cb.flush()
     return RunStore(cb.output_dir, cb.run_id).read_all()
 
 
@@ -249,10 +256,10 @@ def test_listener_gets_its_own_copy(cb, args):
 
 
 def test_hook_failure_is_warned_once_and_never_raised(cb, args, monkeypatch):
-    def fail(self, record):
+    def fail(self, kind, records):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(RunStore, "append_metrics", fail)
+    monkeypatch.setattr(RunStore, "append", fail)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         train(cb, args, [GRPO_LOG] * 3)
@@ -283,8 +290,95 @@ def test_constructor_validation(tmp_path):
         RLDKCallback(tmp_path, log_interval=0)
     with pytest.raises(TypeError):
         RLDKCallback(tmp_path, alert_rules={"kl_max": 1})
+    for bad in (-0.1, math.nan, True, "0.1", 61):
+        with pytest.raises(ValueError, match="write_interval"):
+            RLDKCallback(tmp_path, write_interval=bad)
 
 
 def test_public_attributes(tmp_path):
     cb = RLDKCallback(tmp_path / "x", run_id="abc")
     assert (cb.output_dir, cb.run_id, cb.max_steps, cb.trainer_kind) == (tmp_path / "x", "abc", None, None)
+
+
+# ---- when queued logs are written ----------------------------------------------------------------------------
+def count_appends(monkeypatch) -> list[tuple[str, int]]:
+    """(file kind, records) of every RunStore.append from now on."""
+    calls: list[tuple[str, int]] = []
+    append = RunStore.append
+
+    def counting(self, kind, records):
+        records = list(records)
+        calls.append((kind, len(records)))
+        return append(self, kind, records)
+
+    monkeypatch.setattr(RunStore, "append", counting)
+    return calls
+
+
+def test_a_burst_of_logs_is_written_in_one_append_and_its_tail_without_another_call(tmp_path, args, monkeypatch):
+    cb = RLDKCallback(tmp_path, run_id="r", write_interval=0.5)
+    events = Collector()
+    cb.add_listener(events)
+    appends = count_appends(monkeypatch)
+    cb.on_train_begin(args, make_state(), TrainerControl())
+    for step in range(1, 11):
+        cb.on_log(args, make_state(step), TrainerControl(), logs=dict(GRPO_LOG))
+    on_disk = RunStore(tmp_path, "r").read_all().metrics
+    assert [r["step"] for r in on_disk] == [1]  # the first log at once; the others wait for the interval
+    deadline = time.monotonic() + 10
+    while len(events.of("metrics")) < 10 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [r["step"] for r in RunStore(tmp_path, "r").read_all().metrics] == list(range(1, 11))
+    assert [r["step"] for r in events.of("metrics")] == list(range(1, 11))
+    assert appends == [("metrics", 1), ("metrics", 9)]
+
+
+def test_write_interval_zero_writes_every_log_before_on_log_returns(tmp_path, args):
+    cb = RLDKCallback(tmp_path, run_id="r", write_interval=0)
+    cb.on_train_begin(args, make_state(), TrainerControl())
+    for step in range(1, 4):
+        cb.on_log(args, make_state(step), TrainerControl(), logs={**GRPO_LOG, "loss": math.nan})
+        assert [r["step"] for r in RunStore(tmp_path, "r").read_all().metrics] == list(range(1, step + 1))
+    assert [a["step"] for a in RunStore(tmp_path, "r").read_all().alerts] == [1]
+
+
+def test_save_and_train_end_write_the_queued_logs_first(tmp_path, args):
+    cb = RLDKCallback(tmp_path, run_id="r", write_interval=60)
+    order = Collector()
+    cb.add_listener(order)
+    cb.on_train_begin(args, make_state(), TrainerControl())
+    for step in range(1, 4):
+        cb.on_log(args, make_state(step), TrainerControl(), logs=dict(GRPO_LOG))
+    cb.on_save(args, make_state(3), TrainerControl(), model=torch.nn.Linear(2, 2))
+    assert [k for k, _ in order.events if k != "run_info"] == ["metrics"] * 3 + ["checkpoint_summary"]
+    cb.on_log(args, make_state(4), TrainerControl(), logs=dict(GRPO_LOG))
+    cb.on_train_end(args, make_state(4), TrainerControl())
+    assert [r["step"] for r in RunStore(tmp_path, "r").read_all().metrics] == [1, 2, 3, 4]
+
+
+def test_a_record_that_cannot_be_stored_is_refused_alone(tmp_path, args):
+    cb = RLDKCallback(tmp_path, run_id="r", write_interval=60)
+    bad = {**GRPO_LOG, "rewards/\ud800/mean": 0.5}  # a lone surrogate: no JSON encoder writes it
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(cb, args, [GRPO_LOG, GRPO_LOG, bad, GRPO_LOG])
+    assert [r["step"] for r in stored(cb).metrics] == [1, 2, 4]
+    assert len([w for w in caught if "refused" in str(w.message)]) == 1
+
+
+def test_a_script_that_ends_without_on_train_end_leaves_every_log_on_disk(tmp_path):
+    script = f"""
+import math
+from types import SimpleNamespace
+from transformers import TrainerControl, TrainerState
+from rldk_widget.callback import RLDKCallback
+cb = RLDKCallback({str(tmp_path)!r}, run_id="r", write_interval=60)
+for step in range(1, 21):
+    state = TrainerState(max_steps=20)
+    state.global_step = step
+    cb.on_log(SimpleNamespace(output_dir="x"), state, TrainerControl(), logs={{"loss": 0.1, "reward": 0.5}})
+raise RuntimeError("the training loop failed")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and "the training loop failed" in done.stderr
+    assert [r["step"] for r in RunStore(tmp_path, "r").read_all().metrics] == list(range(1, 21))

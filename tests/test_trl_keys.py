@@ -17,6 +17,7 @@ from rldk_widget.trl_keys import (
     is_eval_log,
     is_summary_log,
     kind_from_class,
+    log_record,
     map_log,
     ppo_keys,
 )
@@ -197,3 +198,14 @@ def test_no_numeric_key_is_lost(logs, kind):
             assert math.isnan(out[key])
         elif key not in CORE_FIELDS or key == "timestamp":
             assert out[key] == value
+
+
+@pytest.mark.parametrize("logs", [GRPO_LOG, DPO_LOG, SFT_LOG, SFT_EVAL_LOG, REWARD_LOG, PPO_LOG, LEGACY_PPO_LOG,
+                                  {"loss": None, "timestamp": 3.0, "step": 9, "note": "text", "reward": 1}])
+@pytest.mark.parametrize("kind", [*TRAINER_KINDS, None])
+def test_log_record_is_map_log_to_dict(logs, kind):
+    metrics = map_log(logs, 7, kind)
+    metrics.run_id, metrics.timestamp = "run", 123.5
+    expected, got = metrics.to_dict(), log_record(logs, 7, kind, "run", 123.5)
+    assert list(got) == list(expected)
+    assert all(got[k] == expected[k] or (math.isnan(got[k]) and math.isnan(expected[k])) for k in expected)

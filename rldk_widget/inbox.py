@@ -53,7 +53,7 @@ class EventInbox:
                 self._thread.start()
         if due:
             self.drain()
-        else:
+        elif not self._wake.is_set():
             self._wake.set()
 
     def drain(self) -> None:

@@ -22,8 +22,10 @@ import common as c  # noqa: E402
 NAME = "overhead"
 RUN = "overhead_run"
 
-FULL = dict(steps=100, warmup=5, blocks=16)  # blocks of four runs, A B B A then B A A B: 32 runs per variant
-QUICK = dict(steps=8, warmup=2, blocks=1)
+FULL = dict(steps=100, warmup=5, blocks=16, control_blocks=8)  # blocks of four runs, A B B A then B A A B
+QUICK = dict(steps=8, warmup=2, blocks=1, control_blocks=1)
+# Control blocks run the trainer alone twice (A/A, same order): their ratio is the noise floor of this
+# measurement on this machine in this run, printed next to the with ÷ without ratio.
 
 TARGET_RATIO = 1.02  # median step time with ÷ without
 # One torch thread: the tiny model is no faster with two (23 ms per step either way on a quiet machine), and with
@@ -135,33 +137,56 @@ def main(argv: list[str] | None = None) -> dict:
         assets = build_tiny_assets(tmp / "assets")
         for with_dashboard in (False, True):  # untimed: first-run costs (imports, kernels, file cache)
             train_once(assets, tmp, -1 - with_dashboard, with_dashboard, cfg)
-        order = []
+        order = []  # (block, variant); a control block after every second main block (and after the last)
+        control = 0
         for block in range(cfg["blocks"]):
-            order += [False, True, True, False] if block % 2 == 0 else [True, False, False, True]
-        for index, with_dashboard in enumerate(order):
-            run = train_once(assets, tmp, index, with_dashboard, cfg)
+            order += [(block, v) for v in (("without", "with", "with", "without") if block % 2 == 0
+                                           else ("with", "without", "without", "with"))]
+            if (block % 2 == 1 or block == cfg["blocks"] - 1) and control < cfg["control_blocks"]:
+                order += [(f"control {control}", v) for v in (("control A", "control B", "control B", "control A")
+                                                               if control % 2 == 0 else
+                                                               ("control B", "control A", "control A", "control B"))]
+                control += 1
+        for index, (block, variant) in enumerate(order):
+            run = train_once(assets, tmp, index, variant == "with", cfg)
+            run.update(block=block, variant=variant)
             runs.append(run)
-            print(f"  run {index + 1}/{len(order)} {'with   ' if with_dashboard else 'without'}: median step "
+            print(f"  run {index + 1}/{len(order)} {variant:9s}: median step "
                   f"{c.fmt_time(c.summary(run['step_wall'])['median'])}", flush=True)
     return report(args, cfg, runs, versions, torch.get_num_threads(), started)
 
 
+def block_ratios(runs: list[dict], numerator: str, denominator: str) -> list[float]:
+    """Per block of four runs: mean run median of `numerator` ÷ mean run median of `denominator`."""
+    ratios = []
+    for block in dict.fromkeys(r["block"] for r in runs if r["variant"] in (numerator, denominator)):
+        medians = {numerator: [], denominator: []}
+        for r in runs:
+            if r["block"] == block:
+                medians[r["variant"]].append(c.summary(r["step_wall"])["median"])
+        ratios.append(statistics.mean(medians[numerator]) / statistics.mean(medians[denominator]))
+    return ratios
+
+
+def pooled_ratio(runs: list[dict], numerator: str, denominator: str) -> float:
+    def median(variant: str) -> float:
+        return statistics.median([x for r in runs if r["variant"] == variant for x in r["step_wall"]])
+
+    return median(numerator) / median(denominator)
+
+
 def report(args, cfg: dict, runs: list[dict], versions: dict, threads: int, started: float) -> dict:
-    without = [r for r in runs if not r["with_dashboard"]]
-    with_ = [r for r in runs if r["with_dashboard"]]
+    without = [r for r in runs if r["variant"] == "without"]
+    with_ = [r for r in runs if r["variant"] == "with"]
     pooled = {
         key: {variant: c.summary([x for r in group for x in r[key]]) for variant, group in
               (("without", without), ("with", with_))}
         for key in ("step_wall", "step_cpu")
     }
-    # one ratio per block of four runs (A B B A or B A A B): mean of the two "with" medians ÷ the two "without" medians
-    blocks = []
-    for i in range(0, len(runs), 4):
-        block = runs[i:i + 4]
-        w = [c.summary(r["step_wall"])["median"] for r in block if r["with_dashboard"]]
-        wo = [c.summary(r["step_wall"])["median"] for r in block if not r["with_dashboard"]]
-        blocks.append(sum(w) / len(w) / (sum(wo) / len(wo)))
-    ratio_wall = pooled["step_wall"]["with"]["median"] / pooled["step_wall"]["without"]["median"]
+    blocks = block_ratios(runs, "with", "without")
+    control_blocks = block_ratios(runs, "control B", "control A")
+    control_ratio = pooled_ratio(runs, "control B", "control A")
+    ratio_wall = pooled_ratio(runs, "with", "without")
     ratio_cpu = pooled["step_cpu"]["with"]["median"] / pooled["step_cpu"]["without"]["median"]
     # the least disturbed run of each variant: other processes on the machine only ever add time
     quietest = {variant: min(c.summary(r["step_wall"])["median"] for r in group)
@@ -186,6 +211,10 @@ def report(args, cfg: dict, runs: list[dict], versions: dict, threads: int, star
     table.note(f"Per block of four runs, mean 'with' median ÷ mean 'without' median: "
                f"{', '.join(f'{b:.3f}' for b in blocks)} (median {statistics.median(blocks):.3f}, spread "
                f"{min(blocks):.3f} … {max(blocks):.3f}).")
+    table.note(f"Control, the trainer alone in both arms (A/A, {len(control_blocks)} blocks interleaved with the "
+               f"above): pooled {control_ratio:.3f}×, blocks {min(control_blocks):.3f} … {max(control_blocks):.3f} "
+               f"(median {statistics.median(control_blocks):.3f}): how far apart two identical variants land here, "
+               "so the resolution of the ratio above.")
     table.note(f"Quietest run of each variant (lowest run median): with {c.fmt_time(quietest['with'])} ÷ without "
                f"{c.fmt_time(quietest['without'])} = {quietest['with'] / quietest['without']:.3f}×.")
     table.note(f"RLDKCallback.on_log per logged step (mean per call, then median / min / max over the runs): "
@@ -213,7 +242,8 @@ def report(args, cfg: dict, runs: list[dict], versions: dict, threads: int, star
     checks.add("GRPO median step time, with ÷ without (wall)", ratio_wall, TARGET_RATIO, "ratio",
                shown=f"{ratio_wall:.3f}× (blocks {min(blocks):.3f} … {max(blocks):.3f})")
     data = {"config": cfg, "versions": versions, "torch_threads": threads, "ratio_wall": ratio_wall,
-            "ratio_cpu": ratio_cpu, "block_ratios": blocks, "block_ratio_median": statistics.median(blocks), "quietest_run_median_s": quietest, "on_log_s": hook,
+            "ratio_cpu": ratio_cpu, "block_ratios": blocks, "block_ratio_median": statistics.median(blocks),
+            "control_ratio": control_ratio, "control_block_ratios": control_blocks, "quietest_run_median_s": quietest, "on_log_s": hook,
             "listener_s": listener, "background_cpu_per_step_s": background, "pooled": pooled, "runs": runs}
     c.write_results(NAME, args, [table], checks, data, started)
     return data

@@ -86,7 +86,7 @@ def train_once(assets: dict, tmp: Path, index: int, with_dashboard: bool, cfg: d
         callbacks=[timer],
     )
     trainer.remove_callback(PrinterCallback)  # no console printing in either variant
-    out: dict = {"with_dashboard": with_dashboard}
+    out: dict = {}
     dash = tap = hook_times = listener_times = background = None
     if with_dashboard:
         dash = RLDKDashboard(tmp / f"logs_{index}", run_id=RUN)

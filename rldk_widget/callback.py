@@ -231,9 +231,7 @@ class RLDKCallback(TrainerCallback):
             records["alert"].append({**alert, "run_id": self.run_id, "timestamp": now})
         ppo = ppo_keys(logs)
         if ppo or self.trainer_kind == "ppo":
-            records["ppo_metrics"].append(
-                {"step": step, **{key: _number(value) for key, value in ppo.items()}}
-            )
+            records["ppo_metrics"].append({"step": step, **{key: _number(value) for key, value in ppo.items()}})
 
     def _write_and_tell(self, records: dict[str, list[dict[str, Any]]]) -> None:
         """Write each listener kind's records to its file, then tell the listeners about the ones written."""

@@ -7,7 +7,9 @@ here: RLDKCallback queues each log (written as records by one pass), the dashboa
 (read back by one pass, one delta). When the last pass is `coalesce_s` old the caller handles everything queued
 at once, otherwise the item waits for the next call or, if training goes quiet, for the inbox's worker thread.
 Doing the passes on the training thread itself is deliberate: a Python-bound step loses more to a second
-thread taking the GIL back and forth than to the pass. Whoever must see everything so far calls `drain()`.
+thread taking the GIL back and forth than to the pass. For the same reason the worker looks at the queue only
+every `TAIL_LOOK_S` while items come in (each look takes the GIL from the training thread), and passes only when
+the callers stopped passing for twice `coalesce_s`. Whoever must see everything so far calls `drain()`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from typing import Any, Callable
 logger = logging.getLogger(__name__)
 
 Handler = Callable[[list[Any]], None]
+
+# While items are queued the worker looks this often (or every coalesce interval, if longer) whether the callers
+# stopped passing: the tail of a burst waits at most about one look.
+TAIL_LOOK_S = 0.5
 
 
 class EventInbox:
@@ -78,19 +84,23 @@ class EventInbox:
             thread.join(timeout=5)
 
     def _work(self) -> None:
+        look = max(TAIL_LOOK_S, self._coalesce_s)
         while True:
             if not self._wake.wait(timeout=60):
                 if self._handler() is None:
                     return  # the owner was collected without close(): end instead of idling forever
                 continue
-            # while puts keep coming, the callers' own passes handle the queue; this thread passes only once none
-            # did for two intervals: the last items of a burst, after which training went quiet (eval, end of run)
-            while (idle := time.monotonic() - self._last_pass) < 2 * self._coalesce_s:
-                if self._closed.wait(2 * self._coalesce_s - idle):
-                    return
-            if self._closed.is_set():
+            # while puts keep coming, the callers' own passes handle the queue; this thread passes only when they
+            # stopped for two intervals: the last items of a burst, after which training went quiet (eval, end)
+            if self._closed.wait(look):
                 return
-            self._wake.clear()
+            with self._pending_lock:
+                if not self._pending:
+                    self._wake.clear()  # a put from now on wakes this thread again
+                    continue
+                if time.monotonic() - self._last_pass < 2 * self._coalesce_s:
+                    continue
+                self._wake.clear()
             if self._handler() is None:
                 return
             try:

@@ -2,8 +2,8 @@
 
 A training loop blocks the kernel's event loop for the whole cell, so nothing is scheduled on it: the caller's
 thread sends when the throttle interval has passed, and the channel's one flusher thread (started on first need,
-woken by an event; no thread per message) sends what is left when the interval is over. All of it
-runs under the widget's lock, the same lock that builds snapshots, so a snapshot's `seq` always says exactly
+woken by an event; no thread per message) sends what is left if the callers did not within a second interval.
+All of it runs under the widget's lock, the same lock that builds snapshots, so a snapshot's `seq` always says exactly
 which deltas it already contains (docs/protocol.md).
 """
 
@@ -68,13 +68,16 @@ class DeltaChannel:
             self._flush_wanted.set()
 
     def _flush_when_due(self) -> bool:
-        """On the flusher thread: wait out the throttle interval (a send from the caller's thread restarts it),
-        then send what is queued. False once closed."""
+        """On the flusher thread: send what is queued once the callers had one more interval to send it themselves
+        (while points keep coming they do, and this thread only takes the GIL for the tail). False once closed."""
         while True:
             with self._lock:
                 if self._closed:
                     return False
-                wait = self._last_sent + self.min_interval - time.monotonic()
+                if not self._points and not self._alerts:
+                    self._flush_wanted.clear()  # a caller sent it; the next deferred push wakes this thread
+                    return True
+                wait = self._last_sent + 2 * self.min_interval - time.monotonic()
                 if wait <= 0:
                     self._flush_wanted.clear()
                     self.flush()

@@ -1,8 +1,14 @@
 """Issue 5: what recording and showing a run costs the training loop. A tiny GRPO run (TRL, CPU, the offline
 tiny Llama of rldk_widget.demo_models), same seed and data, without and with `trainer.add_callback(dash.callback())`
-(an RLDKDashboard with its defaults, auto-refresh on, delta messages serialised as a kernel would); runs
-alternate A B B A … so a change in machine load hits both alike. Step time: the interval between consecutive
-`on_step_begin` events (generation, rewards, backward, optimizer, logging and every callback).
+(an RLDKDashboard with its defaults, delta messages serialised as a kernel would). Step time: the interval between
+consecutive `on_step_begin` events (generation, rewards, backward, optimizer, logging and every callback).
+
+Two designs, each with an A/A control (the trainer alone in both arms) that prints its own noise floor:
+- paired segments (the check): in each run the callback is on for half of the 40-step segments, in a random order
+  of each pair; a 'with' segment ends by writing and sending everything queued, so none of its cost lands in the
+  next segment. Slow drifts of this shared VM hit both arms alike; mean step times, so that the batched passes
+  (one per `write_interval`, 0.25 s) count in full.
+- separate runs: whole runs without and with the callback, alternating A B B A.
 
     .venv/bin/python benchmarks/overhead.py [--quick]
 """
@@ -10,6 +16,7 @@ alternate A B B A … so a change in machine load hits both alike. Step time: th
 from __future__ import annotations
 
 import gc
+import random
 import statistics
 import sys
 import time
@@ -22,12 +29,14 @@ import common as c  # noqa: E402
 NAME = "overhead"
 RUN = "overhead_run"
 
-FULL = dict(steps=100, warmup=5, blocks=16, control_blocks=8)  # blocks of four runs, A B B A then B A A B
-QUICK = dict(steps=8, warmup=2, blocks=1, control_blocks=1)
-# Control blocks run the trainer alone twice (A/A, same order): their ratio is the noise floor of this
-# measurement on this machine in this run, printed next to the with ÷ without ratio.
+FULL = dict(paired_runs=12, pairs=4, segment=40, paired_warmup=20, steps=100, warmup=5, blocks=8, control_blocks=4)
+QUICK = dict(paired_runs=1, pairs=1, segment=4, paired_warmup=2, steps=8, warmup=2, blocks=1, control_blocks=1)
+# paired_runs: runs with the callback in half the segments, as many A/A control runs, alternating; each run has
+# paired_warmup steps (callback on, not timed), then `pairs` pairs of `segment` steps. blocks / control_blocks:
+# four separate runs each (A B B A), of `steps` steps of which the first `warmup` are not timed.
 
-TARGET_RATIO = 1.02  # median step time with ÷ without
+TARGET_RATIO = 1.02  # mean step time with ÷ without (paired segments)
+BOOTSTRAP = 2000  # resamples of the runs for the 95% interval
 # One torch thread: the tiny model is no faster with two (23 ms per step either way on a quiet machine), and with
 # two every step waits for both cores, so any other process makes steps up to 40× slower and drowns a 2% effect.
 TORCH_THREADS = 1
@@ -50,6 +59,37 @@ def make_step_timer():
     return StepTimer()
 
 
+def make_alternating_gate(callback, dash, arms: list[str], forward: bool):
+    """A callback in front of the RLDK callback: the k-th log reaches it when `forward` and arms[k] is not
+    'without'; after the last log of such a stretch everything queued is written and sent (dash.flush), so the
+    stretch pays for all of its own logs."""
+    from transformers import TrainerCallback
+
+    from rldk_widget.trl_keys import is_summary_log
+
+    class AlternatingGate(TrainerCallback):
+        def __init__(self) -> None:
+            self.logs = 0
+
+        def on_train_begin(self, args, state, control, **kwargs) -> None:
+            callback.on_train_begin(args, state, control, **kwargs)
+
+        def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+            if not logs or is_summary_log(logs):
+                return
+            k, self.logs = self.logs, self.logs + 1
+            if not forward or k >= len(arms) or arms[k] == "without":
+                return
+            callback.on_log(args, state, control, logs=logs, **kwargs)
+            if k + 1 == len(arms) or arms[k + 1] != arms[k]:
+                dash.flush()
+
+        def on_train_end(self, args, state, control, **kwargs) -> None:
+            callback.on_train_end(args, state, control, **kwargs)
+
+    return AlternatingGate()
+
+
 def time_calls(obj, name: str, clock=time.perf_counter) -> list[float]:
     """Wrap a method of `obj` on the instance (the Trainer calls getattr(callback, event), the dashboard registers
     its bound listener when it connects); returns the list its durations on `clock` are appended to."""
@@ -67,25 +107,60 @@ def time_calls(obj, name: str, clock=time.perf_counter) -> list[float]:
     return spent
 
 
-def train_once(assets: dict, tmp: Path, index: int, with_dashboard: bool, cfg: dict) -> dict:
+def grpo_trainer(assets: dict, out_dir: Path, steps: int, callbacks: list):
     import trl
     from transformers import AutoTokenizer, PrinterCallback
 
-    from rldk_widget import RLDKDashboard
     from rldk_widget.demo_models import grpo_prompts, reward_len, reward_words
 
-    timer = make_step_timer()
     args = trl.GRPOConfig(
-        output_dir=str(tmp / f"out_{index}"), max_steps=cfg["steps"], logging_steps=1, learning_rate=1e-3,
-        report_to=[], use_cpu=True, bf16=False, save_strategy="no", seed=0, dataloader_num_workers=0,
-        disable_tqdm=True, per_device_train_batch_size=4, num_generations=2, max_completion_length=8, beta=0.1,
+        output_dir=str(out_dir), max_steps=steps, logging_steps=1, learning_rate=1e-3, report_to=[], use_cpu=True,
+        bf16=False, save_strategy="no", seed=0, dataloader_num_workers=0, disable_tqdm=True,
+        per_device_train_batch_size=4, num_generations=2, max_completion_length=8, beta=0.1,
     )
     trainer = trl.GRPOTrainer(
         model=str(assets["causal_lm"]), reward_funcs=[reward_len, reward_words], args=args,
         train_dataset=grpo_prompts(64, seed=1), processing_class=AutoTokenizer.from_pretrained(assets["tokenizer"]),
-        callbacks=[timer],
+        callbacks=callbacks,
     )
     trainer.remove_callback(PrinterCallback)  # no console printing in either variant
+    return trainer
+
+
+def train_paired(assets: dict, tmp: Path, index: int, forward: bool, cfg: dict) -> dict:
+    """One run of paired segments; `forward=False` is the A/A control (the same arms, the callback never called)."""
+    from rldk_widget import RLDKDashboard
+
+    rng = random.Random(index)
+    arms = ["warmup"] * cfg["paired_warmup"]
+    for _ in range(cfg["pairs"]):
+        for arm in rng.sample(("with", "without"), 2):
+            arms += [arm] * cfg["segment"]
+    dash = RLDKDashboard(tmp / f"logs_{index}", run_id=RUN)
+    tap = c.CommTap(dash)
+    timer = make_step_timer()
+    trainer = grpo_trainer(assets, tmp / f"out_{index}", len(arms) + 1,
+                           [timer, make_alternating_gate(dash.callback(), dash, arms, forward)])
+    gc.collect()
+    trainer.train()
+    dash.flush()
+    rows = len(dash.to_dataframe())
+    expected = len(arms) - arms.count("without") if forward else 0
+    assert rows == expected, f"the dashboard shows {rows} steps of the {expected} logged to it"
+    dash.close()
+    step_wall: dict[str, list[float]] = {"with": [], "without": []}
+    for arm, seconds in zip(arms, [b - a for a, b in zip(timer.wall, timer.wall[1:])]):
+        if arm != "warmup":
+            step_wall[arm].append(seconds)
+    return {"step_wall": step_wall, "messages": tap.count()}
+
+
+def train_separately(assets: dict, tmp: Path, index: int, with_dashboard: bool, cfg: dict) -> dict:
+    """One run of the separate-runs design, the whole run without or with the callback."""
+    from rldk_widget import RLDKDashboard
+
+    timer = make_step_timer()
+    trainer = grpo_trainer(assets, tmp / f"out_{index}", cfg["steps"], [timer])
     out: dict = {}
     dash = tap = hook_times = listener_times = background = None
     if with_dashboard:
@@ -107,7 +182,7 @@ def train_once(assets: dict, tmp: Path, index: int, with_dashboard: bool, cfg: d
         assert rows == cfg["steps"], f"the dashboard shows {rows} steps of {cfg['steps']}"
         out["messages"] = tap.count()
         out["bytes"] = tap.total_bytes()
-        # means, not medians: about one call in seven also runs the dashboard's batched read-back pass
+        # means, not medians: about one call in seven also runs the batched passes
         out["on_log_s"] = sum(hook_times) / len(hook_times)
         out["listener_s"] = sum(listener_times) / len(listener_times)
         dash.close()
@@ -115,6 +190,22 @@ def train_once(assets: dict, tmp: Path, index: int, with_dashboard: bool, cfg: d
     out["step_wall"] = [b - a for a, b in zip(timer.wall[skip:], timer.wall[skip + 1:])]
     out["step_cpu"] = [b - a for a, b in zip(timer.cpu[skip:], timer.cpu[skip + 1:])]
     return out
+
+
+def separate_order(cfg: dict) -> list[tuple[object, str]]:
+    """(block, variant) of every separate run: A B B A / B A A B blocks, an A/A control block after every second
+    main block (and after the last)."""
+    order: list[tuple[object, str]] = []
+    control = 0
+    for block in range(cfg["blocks"]):
+        order += [(block, v) for v in (("without", "with", "with", "without") if block % 2 == 0
+                                       else ("with", "without", "without", "with"))]
+        if (block % 2 == 1 or block == cfg["blocks"] - 1) and control < cfg["control_blocks"]:
+            order += [(f"control {control}", v) for v in (("control A", "control B", "control B", "control A")
+                                                           if control % 2 == 0 else
+                                                           ("control B", "control A", "control A", "control B"))]
+            control += 1
+    return order
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -129,35 +220,51 @@ def main(argv: list[str] | None = None) -> dict:
     warnings.filterwarnings("ignore", category=FutureWarning)  # transformers' own deprecations inside TRL
     torch.set_num_threads(TORCH_THREADS)
     versions = c.package_versions(["torch", "transformers", "trl"])
-    print(f"{NAME}: {'QUICK smoke run' if args.quick else 'full run'}; {cfg['blocks'] * 2} runs per variant × "
-          f"{cfg['steps']} steps; torch threads {torch.get_num_threads()}; {versions}; {c.load_note()}", flush=True)
+    print(f"{NAME}: {'QUICK smoke run' if args.quick else 'full run'}; {cfg['paired_runs']} paired-segment runs "
+          f"and as many A/A controls, {cfg['blocks'] * 2} separate runs per variant; torch threads "
+          f"{torch.get_num_threads()}; {versions}; {c.load_note()}", flush=True)
 
-    runs: list[dict] = []
+    paired: list[dict] = []
+    separate: list[dict] = []
     with c.temp_dir(NAME) as tmp:
         assets = build_tiny_assets(tmp / "assets")
         for with_dashboard in (False, True):  # untimed: first-run costs (imports, kernels, file cache)
-            train_once(assets, tmp, -1 - with_dashboard, with_dashboard, cfg)
-        order = []  # (block, variant); a control block after every second main block (and after the last)
-        control = 0
-        for block in range(cfg["blocks"]):
-            order += [(block, v) for v in (("without", "with", "with", "without") if block % 2 == 0
-                                           else ("with", "without", "without", "with"))]
-            if (block % 2 == 1 or block == cfg["blocks"] - 1) and control < cfg["control_blocks"]:
-                order += [(f"control {control}", v) for v in (("control A", "control B", "control B", "control A")
-                                                               if control % 2 == 0 else
-                                                               ("control B", "control A", "control A", "control B"))]
-                control += 1
-        for index, (block, variant) in enumerate(order):
-            run = train_once(assets, tmp, index, variant == "with", cfg)
+            train_separately(assets, tmp, -1 - with_dashboard, with_dashboard, cfg)
+        index = 0
+        for pair in range(cfg["paired_runs"]):
+            for forward in ((True, False) if pair % 2 == 0 else (False, True)):
+                run = train_paired(assets, tmp, index, forward, cfg)
+                run["variant"] = "paired" if forward else "paired control"
+                paired.append(run)
+                index += 1
+                ratio = statistics.fmean(run["step_wall"]["with"]) / statistics.fmean(run["step_wall"]["without"])
+                print(f"  paired run {len(paired)}/{2 * cfg['paired_runs']} {run['variant']:14s}: mean step "
+                      f"with ÷ without {ratio:.3f}", flush=True)
+        order = separate_order(cfg)
+        for block, variant in order:
+            run = train_separately(assets, tmp, index, variant == "with", cfg)
             run.update(block=block, variant=variant)
-            runs.append(run)
-            print(f"  run {index + 1}/{len(order)} {variant:9s}: median step "
+            separate.append(run)
+            index += 1
+            print(f"  separate run {len(separate)}/{len(order)} {variant:9s}: median step "
                   f"{c.fmt_time(c.summary(run['step_wall'])['median'])}", flush=True)
-    return report(args, cfg, runs, versions, torch.get_num_threads(), started)
+    return report(args, cfg, paired, separate, versions, torch.get_num_threads(), started)
+
+
+def paired_ratio(runs: list[dict]) -> float:
+    """Mean step time of all 'with' segments ÷ that of all 'without' segments of `runs`."""
+    return (statistics.fmean([x for r in runs for x in r["step_wall"]["with"]])
+            / statistics.fmean([x for r in runs for x in r["step_wall"]["without"]]))
+
+
+def bootstrap_interval(runs: list[dict], rng: random.Random) -> tuple[float, float]:
+    """95% interval of `paired_ratio`, resampling whole runs."""
+    ratios = sorted(paired_ratio([rng.choice(runs) for _ in runs]) for _ in range(BOOTSTRAP))
+    return ratios[int(0.025 * BOOTSTRAP)], ratios[int(0.975 * BOOTSTRAP) - 1]
 
 
 def block_ratios(runs: list[dict], numerator: str, denominator: str) -> list[float]:
-    """Per block of four runs: mean run median of `numerator` ÷ mean run median of `denominator`."""
+    """Per block of four separate runs: mean run median of `numerator` ÷ mean run median of `denominator`."""
     ratios = []
     for block in dict.fromkeys(r["block"] for r in runs if r["variant"] in (numerator, denominator)):
         medians = {numerator: [], denominator: []}
@@ -168,84 +275,111 @@ def block_ratios(runs: list[dict], numerator: str, denominator: str) -> list[flo
     return ratios
 
 
-def pooled_ratio(runs: list[dict], numerator: str, denominator: str) -> float:
-    def median(variant: str) -> float:
-        return statistics.median([x for r in runs if r["variant"] == variant for x in r["step_wall"]])
+def pooled_ratios(runs: list[dict], numerator: str, denominator: str) -> dict[str, float]:
+    """Mean and median step time of every step of the `numerator` runs ÷ those of the `denominator` runs."""
+    steps = {v: [x for r in runs if r["variant"] == v for x in r["step_wall"]] for v in (numerator, denominator)}
+    return {"mean": statistics.fmean(steps[numerator]) / statistics.fmean(steps[denominator]),
+            "median": statistics.median(steps[numerator]) / statistics.median(steps[denominator])}
 
-    return median(numerator) / median(denominator)
 
+def report(args, cfg: dict, paired: list[dict], separate: list[dict], versions: dict, threads: int,
+           started: float) -> dict:
+    rng = random.Random(0)
+    main_runs = [r for r in paired if r["variant"] == "paired"]
+    control_runs = [r for r in paired if r["variant"] == "paired control"]
+    ratio, control_ratio = paired_ratio(main_runs), paired_ratio(control_runs)
+    interval, control_interval = bootstrap_interval(main_runs, rng), bootstrap_interval(control_runs, rng)
+    run_ratios = [paired_ratio([r]) for r in main_runs]
+    control_run_ratios = [paired_ratio([r]) for r in control_runs]
 
-def report(args, cfg: dict, runs: list[dict], versions: dict, threads: int, started: float) -> dict:
-    without = [r for r in runs if r["variant"] == "without"]
-    with_ = [r for r in runs if r["variant"] == "with"]
-    pooled = {
-        key: {variant: c.summary([x for r in group for x in r[key]]) for variant, group in
-              (("without", without), ("with", with_))}
-        for key in ("step_wall", "step_cpu")
-    }
-    blocks = block_ratios(runs, "with", "without")
-    control_blocks = block_ratios(runs, "control B", "control A")
-    control_ratio = pooled_ratio(runs, "control B", "control A")
-    ratio_wall = pooled_ratio(runs, "with", "without")
-    ratio_cpu = pooled["step_cpu"]["with"]["median"] / pooled["step_cpu"]["without"]["median"]
-    # the least disturbed run of each variant: other processes on the machine only ever add time
-    quietest = {variant: min(c.summary(r["step_wall"])["median"] for r in group)
-                for variant, group in (("without", without), ("with", with_))}
+    paired_table = c.Table(
+        f"Paired segments: GRPO step time with and without callback + dashboard in the same runs ({cfg['pairs']} "
+        f"pairs of {cfg['segment']} steps per run, random order in each pair, after {cfg['paired_warmup']} "
+        "untimed steps)",
+        ["runs", "arm", "steps timed", "step mean", "step median (p90)", "mean ÷ without"],
+    )
+    for label, runs in (("callback on in 'with' segments", main_runs), ("A/A control: callback never called",
+                                                                          control_runs)):
+        without_mean = statistics.fmean([x for r in runs for x in r["step_wall"]["without"]])
+        for arm in ("without", "with"):
+            steps = [x for r in runs for x in r["step_wall"][arm]]
+            s = c.summary(steps)
+            paired_table.add(f"{label} ({len(runs)})" if arm == "without" else "", arm, s["n"],
+                             c.fmt_time(statistics.fmean(steps)),
+                             f"{c.fmt_time(s['median'])} ({c.fmt_time(s['p90'])})",
+                             f"{statistics.fmean(steps) / without_mean:.3f}×")
+    paired_table.note(f"With ÷ without, mean step time: {ratio:.3f}× (95% interval {interval[0]:.3f} … "
+                      f"{interval[1]:.3f}, {BOOTSTRAP} resamples of the runs); per run "
+                      f"{', '.join(f'{x:.3f}' for x in run_ratios)}.")
+    paired_table.note(f"A/A control, the same arms with the callback never called: {control_ratio:.3f}× (95% "
+                      f"interval {control_interval[0]:.3f} … {control_interval[1]:.3f}); per run "
+                      f"{', '.join(f'{x:.3f}' for x in control_run_ratios)}: the resolution of the ratio above.")
+    paired_table.note("A 'with' segment ends with dash.flush() (the queued logs written, read back and sent), so "
+                      "it pays for every one of its logs, and for more passes than a run with the callback "
+                      "throughout (one per segment end besides the one per 250 ms). Messages to the views per run: "
+                      f"{', '.join(str(r['messages']) for r in main_runs)}.")
+
+    without = [r for r in separate if r["variant"] == "without"]
+    with_ = [r for r in separate if r["variant"] == "with"]
+    separate_ratio = pooled_ratios(separate, "with", "without")
+    separate_control = pooled_ratios(separate, "control B", "control A")
+    blocks = block_ratios(separate, "with", "without")
+    control_blocks = block_ratios(separate, "control B", "control A")
     hook = c.summary([r["on_log_s"] for r in with_])
     listener = c.summary([r["listener_s"] for r in with_])
     background = c.summary([r["background_cpu_s"] / cfg["steps"] for r in with_])
-    base_step = pooled["step_wall"]["without"]["median"]
+    base_step = statistics.fmean([x for r in without for x in r["step_wall"]])
 
-    table = c.Table(
-        f"GRPO step time without and with callback + dashboard ({cfg['steps']} steps per run, first "
+    separate_table = c.Table(
+        f"Separate runs: GRPO without and with callback + dashboard ({cfg['steps']} steps per run, first "
         f"{cfg['warmup']} not counted, runs A B B A …)",
-        ["variant", "runs", "steps timed", "step wall median (p90)", "÷ without", "step CPU median", "÷ without"],
+        ["variant", "runs", "steps timed", "step mean", "step median (p90)", "mean ÷ without", "step CPU median"],
     )
     for variant, group in (("without: GRPOTrainer alone", without),
                            ("with: + trainer.add_callback(dash.callback())", with_)):
-        key = "with" if group is with_ else "without"
-        wall, cpu = pooled["step_wall"][key], pooled["step_cpu"][key]
-        table.add(variant, len(group), wall["n"], f"{c.fmt_time(wall['median'])} ({c.fmt_time(wall['p90'])})",
-                  c.fmt_ratio(wall["median"] / pooled["step_wall"]["without"]["median"]),
-                  c.fmt_time(cpu["median"]), c.fmt_ratio(cpu["median"] / pooled["step_cpu"]["without"]["median"]))
-    table.note(f"Per block of four runs, mean 'with' median ÷ mean 'without' median: "
-               f"{', '.join(f'{b:.3f}' for b in blocks)} (median {statistics.median(blocks):.3f}, spread "
-               f"{min(blocks):.3f} … {max(blocks):.3f}).")
-    table.note(f"Control, the trainer alone in both arms (A/A, {len(control_blocks)} blocks interleaved with the "
-               f"above): pooled {control_ratio:.3f}×, blocks {min(control_blocks):.3f} … {max(control_blocks):.3f} "
-               f"(median {statistics.median(control_blocks):.3f}): how far apart two identical variants land here, "
-               "so the resolution of the ratio above.")
-    table.note(f"Quietest run of each variant (lowest run median): with {c.fmt_time(quietest['with'])} ÷ without "
-               f"{c.fmt_time(quietest['without'])} = {quietest['with'] / quietest['without']:.3f}×.")
-    table.note(f"RLDKCallback.on_log per logged step (mean per call, then median / min / max over the runs): "
-               f"{c.fmt_time(hook['median'])} ({c.fmt_time(hook['min'])} / {c.fmt_time(hook['max'])}) = "
-               f"{100 * hook['median'] / base_step:.2f}% of the median step without; 2% of a step of "
-               f"{c.fmt_time(hook['median'] / (TARGET_RATIO - 1))} or longer. on_log queues the log; about every "
-               "100 ms one call also writes the queued logs (key mapping, alert rules, one append per file) and "
-               f"runs the dashboard's listener ({c.fmt_time(listener['median'])} per record: it queues the record; "
-               "one pass per ~100 ms reads the new rows back, updates the series and sends a delta).")
-    table.note(f"Dashboard read-back passes and delta sends, CPU time per training step, on whichever thread ran "
-               f"them (mostly the training thread, inside on_log; the inbox and flusher threads take the tail of "
-               f"a burst): {c.fmt_time(background['median'])} (median over the runs; "
-               f"{100 * background['median'] / base_step:.2f}% of the median step without).")
-    table.note(f"Messages to the views per run: {', '.join(str(r['messages']) for r in with_)} "
-               f"(≈ {sum(r['bytes'] for r in with_) / len(with_) / cfg['steps']:,.0f} B per step, serialised as "
-               "jupyter_client would). Step CPU: process CPU time (all threads) between the same events.")
-    table.note(f"torch {versions['torch']} with {threads} thread(s) (TORCH_THREADS: steady step times on a shared "
-               f"2-core machine; the dashboard's own threads can then use the other core), transformers "
-               f"{versions['transformers']}, trl "
-               f"{versions['trl']}; tiny 2-layer Llama (hidden 32) from rldk_widget.demo_models, batch 4, 2 "
-               "generations of 8 tokens, logging every step. Absolute step times move with the machine's load; the "
-               "ratios compare runs interleaved in this process; one untimed run of each variant first.")
+        steps = [x for r in group for x in r["step_wall"]]
+        wall, cpu = c.summary(steps), c.summary([x for r in group for x in r["step_cpu"]])
+        separate_table.add(variant, len(group), wall["n"], c.fmt_time(statistics.fmean(steps)),
+                           f"{c.fmt_time(wall['median'])} ({c.fmt_time(wall['p90'])})",
+                           f"{statistics.fmean(steps) / base_step:.3f}×", c.fmt_time(cpu["median"]))
+    separate_table.note(f"With ÷ without: mean {separate_ratio['mean']:.3f}×, median "
+                        f"{separate_ratio['median']:.3f}×; per block of four runs (mean of run medians) "
+                        f"{min(blocks):.3f} … {max(blocks):.3f}.")
+    separate_table.note(f"A/A control ({len(control_blocks)} blocks of the trainer alone in both arms, interleaved): "
+                        f"mean {separate_control['mean']:.3f}×, median {separate_control['median']:.3f}×, blocks "
+                        f"{min(control_blocks):.3f} … {max(control_blocks):.3f}: whole runs on this VM differ by "
+                        "this much, more than the 2% to resolve; hence the paired design above.")
+    separate_table.note(f"RLDKCallback.on_log per logged step (mean per call, then median / min / max over the runs): "
+                        f"{c.fmt_time(hook['median'])} ({c.fmt_time(hook['min'])} / {c.fmt_time(hook['max'])}) = "
+                        f"{100 * hook['median'] / base_step:.2f}% of the mean step without. on_log queues the log; "
+                        "about every 250 ms one call also writes the queued logs (key mapping, alert rules, one "
+                        f"append per file) and runs the dashboard's listener ({c.fmt_time(listener['median'])} per "
+                        "record: it queues the record; the same pass reads the new rows back, updates the series "
+                        "and sends a delta).")
+    separate_table.note(f"Dashboard read-back passes and flusher-thread sends, CPU time per training step on "
+                        f"whichever thread ran them (the training thread inside on_log, except the tail of a burst): "
+                        f"{c.fmt_time(background['median'])} (median over the runs).")
+    separate_table.note(f"Messages to the views per run: {', '.join(str(r['messages']) for r in with_)} "
+                        f"(≈ {sum(r['bytes'] for r in with_) / len(with_) / cfg['steps']:,.0f} B per step, "
+                        "serialised as jupyter_client would). Step CPU: process CPU time (all threads).")
+    separate_table.note(
+        f"torch {versions['torch']} with {threads} thread(s) (TORCH_THREADS: steady step times on a shared 2-core "
+        f"machine), transformers {versions['transformers']}, trl {versions['trl']}; tiny 2-layer Llama (hidden 32) "
+        "from rldk_widget.demo_models, batch 4, 2 generations of 8 tokens, logging every step. One untimed run of "
+        "each variant first.")
 
     checks = c.Checks()
-    checks.add("GRPO median step time, with ÷ without (wall)", ratio_wall, TARGET_RATIO, "ratio",
-               shown=f"{ratio_wall:.3f}× (blocks {min(blocks):.3f} … {max(blocks):.3f})")
-    data = {"config": cfg, "versions": versions, "torch_threads": threads, "ratio_wall": ratio_wall,
-            "ratio_cpu": ratio_cpu, "block_ratios": blocks, "block_ratio_median": statistics.median(blocks),
-            "control_ratio": control_ratio, "control_block_ratios": control_blocks, "quietest_run_median_s": quietest, "on_log_s": hook,
-            "listener_s": listener, "background_cpu_per_step_s": background, "pooled": pooled, "runs": runs}
-    c.write_results(NAME, args, [table], checks, data, started)
+    checks.add("GRPO mean step time, with ÷ without (paired segments)", ratio, TARGET_RATIO, "ratio",
+               shown=f"{ratio:.3f}× (95% {interval[0]:.3f} … {interval[1]:.3f}; A/A {control_ratio:.3f}×)")
+    data = {"config": cfg, "versions": versions, "torch_threads": threads,
+            "paired": {"ratio": ratio, "interval": interval, "run_ratios": run_ratios,
+                       "control_ratio": control_ratio, "control_interval": control_interval,
+                       "control_run_ratios": control_run_ratios},
+            "separate": {"ratio": separate_ratio, "control_ratio": separate_control, "block_ratios": blocks,
+                         "control_block_ratios": control_blocks, "on_log_s": hook, "listener_s": listener,
+                         "background_cpu_per_step_s": background},
+            "paired_runs": paired, "separate_runs": separate}
+    c.write_results(NAME, args, [paired_table, separate_table], checks, data, started)
     return data
 
 

@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 Handler = Callable[[list[Any]], None]
 
 # While items are queued the worker looks this often (or every coalesce interval, if longer) whether the callers
-# stopped passing: the tail of a burst waits at most about one look.
+# stopped passing: the tail of a burst waits at most two coalesce intervals and a look (a second by default).
 TAIL_LOOK_S = 0.5
 
 

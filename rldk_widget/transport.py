@@ -3,8 +3,8 @@
 A training loop blocks the kernel's event loop for the whole cell, so nothing is scheduled on it: the caller's
 thread sends when the throttle interval has passed, and the channel's one flusher thread (started on first need,
 woken by an event; no thread per message) sends what is left if the callers did not within a second interval.
-All of it runs under the widget's lock, the same lock that builds snapshots, so a snapshot's `seq` always says exactly
-which deltas it already contains (docs/protocol.md).
+All of it runs under the widget's lock, the same lock that builds snapshots, so a snapshot's `seq` always says
+exactly which deltas it already contains (docs/protocol.md).
 """
 
 from __future__ import annotations

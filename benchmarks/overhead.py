@@ -182,7 +182,7 @@ def train_separately(assets: dict, tmp: Path, index: int, with_dashboard: bool, 
         assert rows == cfg["steps"], f"the dashboard shows {rows} steps of {cfg['steps']}"
         out["messages"] = tap.count()
         out["bytes"] = tap.total_bytes()
-        # means, not medians: about one call in seven also runs the batched passes
+        # means, not medians: about one call in sixteen (one per write_interval) also runs the batched passes
         out["on_log_s"] = sum(hook_times) / len(hook_times)
         out["listener_s"] = sum(listener_times) / len(listener_times)
         dash.close()
@@ -237,9 +237,8 @@ def main(argv: list[str] | None = None) -> dict:
                 run["variant"] = "paired" if forward else "paired control"
                 paired.append(run)
                 index += 1
-                ratio = statistics.fmean(run["step_wall"]["with"]) / statistics.fmean(run["step_wall"]["without"])
                 print(f"  paired run {len(paired)}/{2 * cfg['paired_runs']} {run['variant']:14s}: mean step "
-                      f"with ÷ without {ratio:.3f}", flush=True)
+                      f"with ÷ without {paired_ratio([run]):.3f}", flush=True)
         order = separate_order(cfg)
         for block, variant in order:
             run = train_separately(assets, tmp, index, variant == "with", cfg)

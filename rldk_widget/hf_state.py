@@ -9,18 +9,21 @@ again whole.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 from pathlib import Path
 from typing import Any
 
+from . import formats
+from .fs import LOCAL, FileSystem, describe_error
 from .store import RUN_ID_PATTERN
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "trainer_state.json"
+STATE_MAX_BYTES = 1 << 30
+"""A trainer_state.json is read whole (the Trainer rewrites it whole); larger ones are reported, not read."""
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
@@ -32,34 +35,39 @@ def trainer_state_run_id(output_dir: Path) -> str:
 
 
 class TrainerStateReader:
-    def __init__(self, output_dir: str | os.PathLike[str]) -> None:
+    def __init__(self, output_dir: str | os.PathLike[str], fs: FileSystem = LOCAL) -> None:
         self.output_dir = Path(output_dir)
+        self.fs = fs
         self.run_id = trainer_state_run_id(self.output_dir)
-        self._seen: dict[Path, tuple[int, int]] = {}
+        self._seen: dict[Path, tuple[Any, int, int]] = {}
         self._returned = 0
         self._first_entry: Any = None
         self.max_steps: int | None = None
         self.trainer_kind: str | None = None
 
-    def candidates(self) -> list[Path]:
-        paths = [self.output_dir / STATE_FILE]
+    def candidates(self) -> list[tuple[Path, Any]]:
+        """The state files there are, with their (identity, size, mtime): the folder's own and each checkpoint's."""
         try:
-            for entry in os.scandir(self.output_dir):
-                if entry.is_dir(follow_symlinks=False) and _CHECKPOINT.fullmatch(entry.name):
-                    paths.append(Path(entry.path) / STATE_FILE)
-        except (FileNotFoundError, NotADirectoryError):
+            entries = self.fs.listdir(self.output_dir)
+        except OSError:
             return []
-        return [p for p in paths if p.is_file()]
+        found = []
+        if entries.get(STATE_FILE) is not None and entries[STATE_FILE].kind == "file":
+            found.append((self.output_dir / STATE_FILE, entries[STATE_FILE]))
+        for name, entry in sorted(entries.items()):
+            if entry.kind == "directory" and _CHECKPOINT.fullmatch(name):
+                path = self.output_dir / name / STATE_FILE
+                try:
+                    found.append((path, self.fs.stat(path)))
+                except OSError:
+                    continue
+        return [(path, info) for path, info in found if info.kind == "file"]
 
     def read_new(self) -> tuple[list[dict[str, Any]], bool, list[str]]:
         """Mapped records not returned before, whether they replace what was returned, and problems."""
         changed = []
-        for path in self.candidates():
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            signature = (stat.st_mtime_ns, stat.st_size)
+        for path, info in self.candidates():
+            signature = (info.identity, info.size, info.mtime_ns)
             if self._seen.get(path) != signature:
                 changed.append((path, signature))
         if not changed:
@@ -68,15 +76,22 @@ class TrainerStateReader:
         best: list[dict[str, Any]] | None = None
         best_state: dict[str, Any] = {}
         for path, signature in changed:
+            label = f"{path.parent.name}/{STATE_FILE}"
             try:
-                state = json.loads(path.read_text(encoding="utf-8", errors="replace"))
-            except (OSError, ValueError) as err:
-                problems.append(f"{path.parent.name}/{STATE_FILE}: unreadable ({err})")
+                info, data = self.fs.read(path, 0, STATE_MAX_BYTES)
+                if info.size > STATE_MAX_BYTES:
+                    raise ValueError(f"larger than {STATE_MAX_BYTES >> 20} MiB")
+                state = formats.loads(data)
+            except OSError as err:
+                problems.append(f"{label}: cannot read ({describe_error(err)})")
+                continue
+            except ValueError as err:
+                problems.append(f"{label}: unreadable ({err})")
                 continue
             self._seen[path] = signature
             history = state.get("log_history") if isinstance(state, dict) else None
             if not isinstance(history, list):
-                problems.append(f"{path.parent.name}/{STATE_FILE}: no log_history list")
+                problems.append(f"{label}: no log_history list")
                 continue
             if best is None or len(history) > len(best):
                 best, best_state = history, state

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from rldk_widget import store as store_module
+from rldk_widget import tailfile
 from rldk_widget.store import RunStore, default_run_id, discover_runs, validate_run_id
 
 
@@ -102,15 +102,15 @@ def test_next_append_repairs_a_torn_tail(tmp_path, torn):
 def test_writer_finds_the_end_of_a_large_file_without_reading_it(tmp_path, monkeypatch, torn):
     """A writer-only store skips to the end of a large, cleanly ended file (no parse of the records); a torn end
     still gets the full read and the repair."""
-    monkeypatch.setattr(store_module, "_WRITER_SKIP_BYTES", 0)
+    monkeypatch.setattr(tailfile, "WRITER_SKIP_BYTES", 0)
     parsed: list[int] = []
-    parse = store_module._JsonArrayFile._parse
+    parse = tailfile.JsonArrayFile._parse
 
-    def counting_parse(self, chunk, at_start):
+    def counting_parse(self, chunk, at_start, final):
         parsed.append(len(chunk))
-        return parse(self, chunk, at_start)
+        return parse(self, chunk, at_start, final)
 
-    monkeypatch.setattr(store_module._JsonArrayFile, "_parse", counting_parse)
+    monkeypatch.setattr(tailfile.JsonArrayFile, "_parse", counting_parse)
     clean, damaged = tmp_path / "clean", tmp_path / "damaged"
     with RunStore(clean, "r") as first:
         first.append_metrics_many([{"step": i, "note": "}\n]"} for i in range(1000)])

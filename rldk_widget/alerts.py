@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Iterable, Mapping
 
+from .arguments import reject_unknown
 from .metrics import as_number
 
 SEVERITIES: tuple[str, ...] = ("info", "warning", "critical")
@@ -33,6 +34,21 @@ RULE_TYPES: tuple[str, ...] = (
 )
 
 
+def _reject_unknown_keywords(cls: type) -> type:
+    """Make the dataclass's __init__ name an unknown keyword, a close match and the accepted ones."""
+    generated = cls.__init__
+    accepted = [f.name for f in fields(cls)]
+
+    @functools.wraps(generated)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        reject_unknown(f"{cls.__name__}()", kwargs, accepted)
+        generated(self, *args, **kwargs)
+
+    cls.__init__ = __init__  # type: ignore[method-assign]
+    return cls
+
+
+@_reject_unknown_keywords
 @dataclass(frozen=True)
 class AlertRules:
     """Thresholds, cooldowns and de-duplication of the alert rules; override any by keyword,

@@ -18,6 +18,7 @@ from transformers import TrainerCallback, TrainerControl, TrainerState, Training
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .alerts import AlertMonitor, AlertRules
+from .arguments import reject_unknown
 from .inbox import EventInbox
 from .metrics import as_number
 from .store import RunStore, default_run_id, validate_run_id
@@ -29,6 +30,7 @@ Listener = Callable[[str, dict[str, Any]], None]
 LISTENER_KINDS: tuple[str, ...] = ("metrics", "alert", "ppo_metrics", "checkpoint_summary", "run_info")
 _FILE_OF_KIND = {"metrics": "metrics", "alert": "alerts", "ppo_metrics": "ppo_metrics"}
 _LIVE_CALLBACKS: "weakref.WeakSet[RLDKCallback]" = weakref.WeakSet()
+_ARGUMENTS = ("output_dir", "run_id", "log_interval", "alert_rules", "write_interval")
 
 
 def _guarded(hook: Callable[..., None]) -> Callable[..., None]:
@@ -70,7 +72,9 @@ class RLDKCallback(TrainerCallback):
         log_interval: int = 1,
         alert_rules: AlertRules | None = None,
         write_interval: float = 0.25,
+        **unknown: Any,
     ) -> None:
+        reject_unknown("RLDKCallback()", unknown, _ARGUMENTS)
         if isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 1:
             raise ValueError(f"log_interval must be an int >= 1, got {log_interval!r}")
         if (

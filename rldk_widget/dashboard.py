@@ -2,16 +2,16 @@
 
 Data path (docs/protocol.md): every record goes to the run's files first (`RunStore`), and the dashboard
 ingests what its stores read back — its own appends, a connected callback's, another process's — through one
-path, so nothing is shown twice and nothing shown is missing from disk. Views get a snapshot through the
-`metrics` / `alerts` traitlets (computed on demand, never reassigned per append) and the appended points as
-numbered delta messages, at most ~10 per second.
+path, so nothing is shown twice and nothing shown is missing from disk. Views get a bounded snapshot through the
+`metrics` / `alerts` traitlets (computed when state is sent, never reassigned per append) and the appended
+points as numbered delta messages, at most ~10 per second. In Python the same traits read the complete data
+(traits.py). Reading never raises: what cannot be read is reported in `load_report` and the status line.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
-import math
 import os
 import threading
 import time
@@ -24,11 +24,16 @@ import anywidget
 import pandas as pd
 import traitlets
 
+from .arguments import reject_unknown
+from .fs import describe_error
 from .hf_state import TrainerStateReader
 from .inbox import EventInbox
-from .metrics import RLDKMetrics, as_number, coerce_step
-from .series import Points, RunSeries, json_safe
-from .store import RunData, RunStore, default_run_id, discover_runs, dumps_record, validate_run_id
+from .metrics import RLDKMetrics
+from .notebook import in_widget_kernel, register_post_run_cell, say_outside_notebook, unregister_post_run_cell
+from .records import SEVERITIES, alert_from_file, alert_record, as_list, encode_or_raise, group_by_run, metrics_record
+from .series import Points, RunSeries
+from .store import RunData, RunStore, default_run_id, discover_runs, validate_run_id
+from .traits import LiveTrait, MetricsView
 from .transport import DeltaChannel
 
 logger = logging.getLogger(__name__)
@@ -40,11 +45,16 @@ export default { render({ el }) {
     "Install the package with `pip install .` (it runs the npm build) or run `npm run build` in js/.";
 } };
 """
-SEVERITIES = ("info", "warning", "critical")
 _SOURCES = {"metrics": "", "ppo_metrics": "ppo:", "checkpoint_summary": "ckpt:"}
 _FILE_OF_EVENT = {"alert": "alerts"}
 """RLDKCallback event kinds whose run file has another name (the others are named as the event)."""
 _DEFAULT_PORT = 8501
+_CONSTRUCTOR_ARGS = ("output_dir", "port", "auto_refresh", "run_id", "refresh_interval", "storage_options")
+WIDGET_KWARGS = ("layout", "tabbable", "tooltip", "_dom_classes")
+"""ipywidgets layout arguments users pass to any widget; they go to the widget unchanged."""
+APPEND_READ_BACK_S = 0.1
+"""`add_metrics` writes at once and reads its records back into the views in passes this far apart; the last
+records of a burst are read back within about 1.5 times this after the burst ends."""
 SNAPSHOT_POINT_BUDGET = 30_000
 """Points the `metrics` snapshot carries at most (≈0.65 MB of JSON): longer series are decimated to keep
 first, last, minima and maxima. Deltas always carry every point; `to_dataframe()` always has all data."""
@@ -68,12 +78,16 @@ class RLDKDashboard(anywidget.AnyWidget):
     dashboard. `port` does nothing in a notebook (the dashboard is a widget, not a server); it is accepted so old
     code runs, and a non-default value gets a warning. With `run_id=None` every run in `output_dir` is shown,
     runs appearing later included, and records added without a run id go to a new `rldk_run_<UTC time>` run.
+
+    `dash.metrics` (run id → {series → pandas Series by step}) and `dash.alerts` (oldest first) read everything
+    the dashboard holds; the views get the same through a bounded snapshot plus deltas. `metrics_data` and
+    `alerts_data` are the original dashboard's names (flat records as the run files hold them).
     """
 
     _esm = _BUNDLE if _BUNDLE.exists() else _MISSING_BUNDLE
 
-    metrics = traitlets.Dict().tag(sync=True, to_json=_metrics_snapshot)
-    alerts = traitlets.List().tag(sync=True, to_json=_alerts_snapshot)
+    metrics = LiveTrait().tag(sync=True, to_json=_metrics_snapshot)
+    alerts = LiveTrait().tag(sync=True, to_json=_alerts_snapshot)
     run_ids = traitlets.List(traitlets.Unicode()).tag(sync=True)
     status = traitlets.Dict({"level": "ok", "message": ""}).tag(sync=True)
     info = traitlets.Dict().tag(sync=True)
@@ -86,8 +100,13 @@ class RLDKDashboard(anywidget.AnyWidget):
         auto_refresh: bool = True,
         run_id: str | None = None,
         refresh_interval: float = 5.0,
-        **kwargs: Any,
+        storage_options: Mapping[str, Any] | None = None,
+        **widget_kwargs: Any,
     ) -> None:
+        """`storage_options` is for remote folders (fsspec URLs); a local folder does not use it.
+        `widget_kwargs`: ipywidgets layout arguments (layout, tabbable, tooltip); anything else is a TypeError."""
+        reject_unknown("RLDKDashboard()", widget_kwargs, [*_CONSTRUCTOR_ARGS, *WIDGET_KWARGS])
+        self._local = threading.local()
         self._lock = threading.RLock()
         self._refresh_stop: threading.Event | None = None
         self._refresh_thread: threading.Thread | None = None
@@ -98,6 +117,9 @@ class RLDKDashboard(anywidget.AnyWidget):
                 "RLDKDashboard(port=...) is ignored: the dashboard is a notebook widget, not a web server.",
                 stacklevel=2,
             )
+        if storage_options:
+            warnings.warn("RLDKDashboard(storage_options=...) is used for remote folders; a local folder ignores it.",
+                          stacklevel=2)
         if run_id is not None:
             validate_run_id(run_id)
         if not isinstance(refresh_interval, (int, float)) or not refresh_interval > 0:
@@ -106,18 +128,24 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._alerts: list[dict[str, Any]] = []
         self._changed_since_snapshot = False
         self._snapshot_replaces = False
-        self._problems: dict[str, list[str]] = {}
-        super().__init__(**kwargs)
+        self._problems: dict[str, dict[str, str]] = {}
+        self._step_counts: dict[tuple[str, str], list[int]] = {}
+        super().__init__(**widget_kwargs)
         self.output_dir = Path(output_dir)
         self.port = port
         self.run_id = run_id
+        self.storage_options = dict(storage_options or {})
         self.refresh_interval = float(refresh_interval)
         self._writer_run_id = run_id or default_run_id()
         self._trainer_state = TrainerStateReader(self.output_dir)
         self._channel = DeltaChannel(self.send, self._lock)
         self._inbox = EventInbox(self._handle_callback_events, name="rldk-callback-events")
+        self._appends = EventInbox(
+            self._read_back_appends, name="rldk-append-read-back", coalesce_s=APPEND_READ_BACK_S,
+            tail_look_s=APPEND_READ_BACK_S / 2, quiet_s=APPEND_READ_BACK_S,
+        )
         self.on_msg(self._on_view_message)
-        self._cell_end_hook = _register_post_run_cell(self)
+        self._cell_end_hook = register_post_run_cell(self, RLDKDashboard._refresh_saved_state)
         self.update_data()
         if auto_refresh:
             self.enable_auto_refresh(refresh_interval)
@@ -125,46 +153,68 @@ class RLDKDashboard(anywidget.AnyWidget):
     # ---- public API ------------------------------------------------------------------------------------
     @classmethod
     def from_dir(cls, path: str | os.PathLike[str], **kwargs: Any) -> "RLDKDashboard":
-        """A dashboard over every run in `path` (RLDK run files, or a Hugging Face output folder)."""
+        """A dashboard over every run in `path` (RLDK run files, or a Hugging Face output folder); keyword
+        arguments as for `RLDKDashboard` (run_id defaults to None: every run)."""
+        reject_unknown("RLDKDashboard.from_dir()", kwargs, [a for a in _CONSTRUCTOR_ARGS if a != "output_dir"]
+                       + list(WIDGET_KWARGS))
         kwargs.setdefault("run_id", None)
         return cls(output_dir=path, **kwargs)
 
     def add_metrics(self, metrics: RLDKMetrics | Mapping[str, Any] | Iterable[RLDKMetrics | Mapping[str, Any]]) -> None:
-        """Append one step's metrics (RLDKMetrics or a flat mapping with `step`), or a list of them.
-        Persists to `{run_id}_metrics.json` at once and updates every view within ~0.2 s (at most ten messages
-        a second)."""
-        records = [self._metrics_record(item) for item in _as_list(metrics, "metrics")]
-        by_run: dict[str, list[dict[str, Any]]] = {}
-        for record in records:
-            by_run.setdefault(record["run_id"], []).append(record)
-        for run_id, run_records in by_run.items():
+        """Append one step's metrics (RLDKMetrics or a flat mapping with `step`), or a list of them. Each record is
+        in `{run_id}_metrics.json` when the call returns; the views show it within ~0.2 s (read back in batches,
+        at most ten messages a second), `flush()`, `to_dataframe()` and the other readers at once. Bad input
+        raises before anything is stored; a storage failure does not raise (the status line says it, the
+        records are kept in memory and written once writing works)."""
+        now = time.time()
+        encoded = []
+        for item in as_list(metrics, "metrics"):
+            record = metrics_record(item, self._writer_run_id, now)
+            encoded.append((record, encode_or_raise(record)))
+        for run_id, pairs in group_by_run(encoded).items():
             with self._lock:
                 store = self._store(run_id, self.output_dir)
-                store.append_metrics_many(run_records)
-                self._poll(run_id)
+            store.append_encoded("metrics", pairs)
+            if store.write_errors or self.status.get("level") == "error":
+                with self._lock:  # a write error shows at once (and so does its end)
+                    self._note_problems(run_id, [], store.write_errors)
+            self._appends.put(run_id)
 
     def add_alert(self, alert: Mapping[str, Any]) -> None:
         """Append an alert: `type` and `message` (text), optional `step`, `severity` (info / warning /
         critical, default warning) and `run_id`; a `timestamp` is added when missing. Persisted and shown."""
-        record = self._alert_record(alert)
+        record = alert_record(alert, self._writer_run_id)
+        line = encode_or_raise(record)
         with self._lock:
             store = self._store(record["run_id"], self.output_dir)
-            store.append_alert(record)
-            self._poll(record["run_id"])
+            store.append_encoded("alerts", [(record, line)])
+            self._poll_safely(record["run_id"], ("alerts",))
 
     def update_data(self) -> None:
         """Read what was added to the run files since the last call (all runs of `output_dir` when run_id is
-        None); a file that shrank or was replaced is read again whole."""
-        run_ids = [self.run_id] if self.run_id is not None else discover_runs(self.output_dir)
+        None); a file that shrank or was replaced is read again whole. Never raises: a file or folder that cannot
+        be read is reported in `load_report` and the status line, and everything read before stays shown."""
         with self._lock:
+            run_ids = [self.run_id] if self.run_id is not None else self._discover()
             for run_id in run_ids:
                 if run_id != self._trainer_state.run_id:
                     self._store(run_id, self.output_dir)
             for run_id, store in list(self._stores.items()):
                 store.retry_unwritten()
-                self._poll(run_id)
+                self._poll_safely(run_id)
             if not self._stores and self.run_id in (None, self._trainer_state.run_id):
-                self._poll_trainer_state()
+                try:
+                    self._poll_trainer_state()
+                except Exception as err:  # noqa: BLE001 - a reader bug must not reach the caller
+                    self._reading_failed(self._trainer_state.run_id, err)
+
+    def _discover(self) -> list[str]:
+        try:
+            return discover_runs(self.output_dir)
+        except OSError as err:
+            folder = str(self.output_dir)
+            self._note_problems(folder, [f"cannot list {folder}: {describe_error(err)}"], [])
+            return []
 
     def _poll_trainer_state(self) -> None:
         """A Hugging Face output folder with no RLDK run files: show its trainer_state.json log history."""
@@ -240,6 +290,9 @@ class RLDKDashboard(anywidget.AnyWidget):
         live view of the same widget)."""
         from IPython.display import display
 
+        if not in_widget_kernel():
+            say_outside_notebook(self.output_dir)
+            return
         if not sidebar:
             display(self)
             return
@@ -250,12 +303,13 @@ class RLDKDashboard(anywidget.AnyWidget):
             display(self)
 
     def start_dashboard(self) -> None:
-        """The original dashboard's entry point: displays the widget in the current cell."""
+        """The original dashboard's entry point: displays the widget in the current cell (outside a notebook it
+        says, in one line, what to do instead)."""
         self.show()
 
     def to_dataframe(self, run_id: str | None = None) -> pd.DataFrame:
         """Metrics as a DataFrame, one row per (run, step), all runs unless `run_id` is given."""
-        self._catch_up_with_callbacks()
+        self._catch_up()
         with self._lock:
             if run_id is not None:
                 runs = {run_id: self._runs[run_id]} if run_id in self._runs else {}
@@ -268,15 +322,40 @@ class RLDKDashboard(anywidget.AnyWidget):
         return pd.concat(frames, ignore_index=True)
 
     def alerts_dataframe(self) -> pd.DataFrame:
-        self._catch_up_with_callbacks()
+        """The alerts as a DataFrame, oldest first (the rows of `dash.alerts`)."""
+        return pd.DataFrame(self.alerts)
+
+    @property
+    def metrics_data(self) -> list[dict[str, Any]]:
+        """The original dashboard's name: one flat dict per metrics record, as the run files hold it (per run in
+        file order, runs in `run_ids` order; records kept in memory after a write error last; `run_id` added
+        where a file's records lack it). Reads the files, so it costs a full read of every run."""
+        self._catch_up()
         with self._lock:
-            return pd.DataFrame(list(self._alerts))
+            order = list(self.run_ids)
+            stores = dict(self._stores)
+        records: list[dict[str, Any]] = []
+        for run_id in order:
+            if run_id in stores:
+                store = stores[run_id]
+                run_records = store.read_all(("metrics",)).metrics + store.unwritten("metrics")
+            elif run_id == self._trainer_state.run_id:
+                run_records = TrainerStateReader(self.output_dir).read_new()[0]
+            else:
+                continue
+            records.extend(record if "run_id" in record else {**record, "run_id": run_id} for record in run_records)
+        return records
+
+    @property
+    def alerts_data(self) -> list[dict[str, Any]]:
+        """The original dashboard's name for `dash.alerts`: every alert, oldest first."""
+        return self.alerts
 
     def figure(self, metrics: list[str] | None = None) -> Any:
         """A plotly `go.Figure` of the same charts (static export, nbconvert, reports)."""
         from .figures import build_figure
 
-        self._catch_up_with_callbacks()
+        self._catch_up()
         with self._lock:
             return build_figure(self._runs, list(self.run_ids), metrics or list(self.default_charts))
 
@@ -290,7 +369,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             raise RuntimeError(f"the front-end bundle {_BUNDLE} is missing: install the package with `pip install .`")
         if not isinstance(max_points, int) or max_points < 1:
             raise ValueError(f"max_points must be a positive int, got {max_points!r}")
-        self._catch_up_with_callbacks()
+        self._catch_up()
         with self._lock:
             traits = {
                 "metrics": {"seq": 0, "runs": self._encoded_runs(max_points)},
@@ -312,10 +391,10 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     @property
     def load_report(self) -> dict[str, list[str]]:
-        """Per run, what could not be read or written (the same text the status line shows)."""
-        self._catch_up_with_callbacks()
+        """Per run (or folder), what could not be read or written (the same text the status line shows)."""
+        self._catch_up()
         with self._lock:
-            return {run: list(problems) for run, problems in self._problems.items() if problems}
+            return {run: list(problems.values()) for run, problems in self._problems.items() if problems}
 
     @property
     def messages_sent(self) -> int:
@@ -325,18 +404,23 @@ class RLDKDashboard(anywidget.AnyWidget):
     def flush(self) -> None:
         """Send queued points to the views now instead of at the next throttle tick (after reading what a
         connected callback wrote)."""
-        self._catch_up_with_callbacks()
+        self._catch_up()
         self._channel.flush()
 
     def close(self) -> None:
+        """Stop auto-refresh and the background threads, disconnect callbacks, close the run files and the
+        widget's comm (what was added is on disk already)."""
+        if not hasattr(self, "_appends"):  # a constructor that raised: only the widget itself exists
+            super().close()
+            return
         self.disable_auto_refresh()
         for callback in list(self._callbacks):
             self.disconnect_callback(callback)
-        if hasattr(self, "_inbox"):
-            self._inbox.close()
-        if hasattr(self, "_channel"):
-            self._channel.close()
-        _unregister_post_run_cell(getattr(self, "_cell_end_hook", None))
+        self._appends.drain()
+        self._appends.close()
+        self._inbox.close()
+        self._channel.close()
+        unregister_post_run_cell(self._cell_end_hook)
         with self._lock:
             for store in self._stores.values():
                 store.close()
@@ -376,21 +460,37 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._update_default_charts(entry["trainer"])
 
     def _poll(self, run_id: str, kinds: tuple[str, ...] | None = None) -> None:
-        """Ingest what the run's files (or the files named in `kinds`) gained since the last poll."""
+        """Ingest what the run's files (or the files named in `kinds`) gained since the last poll, chunk by chunk."""
         store = self._stores[run_id]
-        data = store.read_new(kinds)
-        data.problems.extend(
-            f"{run_id}: {store.path(kind).name} was replaced, truncated or deleted; the view shows what it holds now"
-            for kind in sorted(data.reset)
-        )
-        self._ingest(run_id, data, store.write_errors)
+        while True:
+            data = store.read_new(kinds)
+            data.problems.extend(
+                f"{run_id}: {store.path(kind).name} was replaced, truncated or deleted; the view shows what it holds now"
+                for kind in sorted(data.reset)
+            )
+            self._ingest(run_id, data, store.write_errors)
+            if not data.more:
+                break
         info = store.read_info()
         if info is not None:
             self.set_run_info(run_id, info.get("max_steps"), info.get("trainer"), info.get("started"))
 
+    def _poll_safely(self, run_id: str, kinds: tuple[str, ...] | None = None) -> None:
+        """`_poll`, with anything unexpected reported instead of raised (the reader's own errors are problems
+        already; this is the net for a bug, so that no file can break the caller)."""
+        try:
+            self._poll(run_id, kinds)
+        except Exception as err:  # noqa: BLE001 - a reader bug must not reach the caller or the training loop
+            self._reading_failed(run_id, err)
+
+    def _reading_failed(self, run_id: str, err: BaseException) -> None:
+        logger.exception("reading run %s failed", run_id)
+        self._note_problems(run_id, [f"{run_id}: reading failed ({type(err).__name__}: {err})"], [])
+
     def _ingest(self, run_id: str, data: RunData, write_errors: list[str]) -> None:
         run = self._runs[run_id]
         problems = list(data.problems)
+        counted: dict[str, str] = {}
         for kind in data.reset:
             if kind == "alerts":
                 self._alerts = [a for a in self._alerts if a.get("run_id") != run_id]
@@ -401,31 +501,57 @@ class RLDKDashboard(anywidget.AnyWidget):
             records = getattr(data, kind)
             if not records:
                 continue
-            added, skipped = run.add_records(records, prefix)
-            points.update(added)
-            if skipped:
-                problems.append(f"{run_id}: skipped {skipped} {kind} record(s) without a valid step")
-        alerts = [_alert_from_file(item, run_id) for item in data.alerts]
+            added = run.add_records(records, prefix)
+            points.update(added.points)
+            self._count_step_notes(run_id, kind, added.fallback_steps, added.inexact_steps, counted)
+        alerts = []
+        for item in data.alerts:
+            alert, inexact = alert_from_file(item, run_id)
+            alerts.append(alert)
+            self._count_step_notes(run_id, "alerts", 0, int(inexact), counted)
         self._alerts.extend(alerts)
         if data.reset:
             self._send_snapshot(replace=True)
         elif points or alerts:
             self._channel.push(run_id, points, alerts)
             self._changed_since_snapshot = True
-        self._note_problems(run_id, problems, write_errors)
+        self._note_problems(run_id, problems, write_errors, counted)
 
-    def _note_problems(self, run_id: str, problems: list[str], write_errors: list[str]) -> None:
-        known = self._problems.setdefault(run_id, [])
+    def _count_step_notes(self, run_id: str, kind: str, fallback: int, inexact: int, counted: dict[str, str]) -> None:
+        """Running counts of records placed at a fallback step or an inexact one, as problems that update in place."""
+        if not (fallback or inexact):
+            return
+        counts = self._step_counts.setdefault((run_id, kind), [0, 0])
+        counts[0] += fallback
+        counts[1] += inexact
+        if counts[0]:
+            counted[f"fallback:{kind}"] = (
+                f"{run_id}: {counts[0]} {kind} record(s) without a usable 'step' are shown at the previous "
+                "record's step + 1"
+            )
+        if counts[1]:
+            counted[f"inexact:{kind}"] = (
+                f"{run_id}: {counts[1]} {kind} record(s) have a step beyond 2**53, which a browser cannot show "
+                "exactly (shown at the nearest float64 step)"
+            )
+
+    def _note_problems(
+        self, run_id: str, problems: list[str], write_errors: list[str], counted: Mapping[str, str] | None = None
+    ) -> None:
+        """Remember problems per run (each text once; `counted` ones by key, replaced as their counts grow) and
+        show the newest three, or the write errors, in the status line."""
+        known = self._problems.setdefault(run_id, {})
         changed = False
-        for problem in problems:
-            if problem not in known:
-                known.append(problem)
+        for key, problem in [*((p, p) for p in problems), *(counted or {}).items()]:
+            if known.get(key) != problem:
+                known.pop(key, None)
+                known[key] = problem
                 changed = True
         if write_errors:
             message = "; ".join(write_errors) + " — records are kept in memory and written when possible"
             self.status = {"level": "error", "message": message}
         elif changed or self.status.get("level") == "error":
-            everything = [p for run_problems in self._problems.values() for p in run_problems]
+            everything = [p for run_problems in self._problems.values() for p in run_problems.values()]
             self.status = (
                 {"level": "warning", "message": "; ".join(everything[-3:])} if everything else {"level": "ok", "message": ""}
             )
@@ -446,24 +572,50 @@ class RLDKDashboard(anywidget.AnyWidget):
             if run_id is None or callback.run_id == run_id:
                 self._inbox.put((callback.run_id, _FILE_OF_EVENT.get(kind, kind)))
 
-    def _catch_up_with_callbacks(self) -> None:
-        """Before a reader: connected callbacks write the logs they queued, then the inbox reads them back (call
-        without holding the dashboard's lock)."""
+    def _catch_up(self) -> None:
+        """Before a reader: connected callbacks write the logs they queued, then the inboxes read back what they and
+        add_metrics wrote (call without holding the dashboard's lock)."""
         for callback in tuple(self._callbacks):
             callback.flush()
         self._inbox.drain()
+        self._appends.drain()
 
     def _handle_callback_events(self, events: list[Any]) -> None:
-        """The inbox's pass (on the training thread when due, else on its worker): read what connected callbacks
-        wrote (`events`: (run_id, file kind) pairs, repeated once per record)."""
+        """The callback inbox's pass (on the training thread when due, else on its worker): read what connected
+        callbacks wrote (`events`: (run_id, file kind) pairs, repeated once per record)."""
         with self._lock:
             for run_id, kind in sorted(set(events)):
                 callback = next((cb for cb in self._callbacks if cb.run_id == run_id), None)
                 if callback is None:
                     continue
                 self._store(run_id, Path(callback.output_dir))
-                self._poll(run_id, (kind,))
+                self._poll_safely(run_id, (kind,))
                 self.set_run_info(run_id, callback.max_steps, callback.trainer_kind)
+
+    def _read_back_appends(self, run_ids: list[str]) -> None:
+        """The add_metrics inbox's pass: read back the runs add_metrics appended to since the last pass."""
+        with self._lock:
+            for run_id in dict.fromkeys(run_ids):
+                if run_id in self._stores:
+                    self._poll_safely(run_id, ("metrics",))
+
+    def _live_value(self, name: str) -> Any:
+        """The Python value of the `metrics` / `alerts` traits (traits.py): everything held now. While the widget
+        builds its state for the views (`get_state`), nothing is read back (the caller may hold the lock)."""
+        if not getattr(self._local, "serializing", False) and hasattr(self, "_appends"):
+            self._catch_up()
+        with self._lock:
+            if name == "alerts":
+                return [dict(alert) for alert in self._alerts]
+            return MetricsView(self._runs, list(self.run_ids), self._lock)
+
+    def get_state(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        previous = getattr(self._local, "serializing", False)
+        self._local.serializing = True
+        try:
+            return super().get_state(*args, **kwargs)
+        finally:
+            self._local.serializing = previous
 
     def _update_default_charts(self, trainer_kind: Any) -> None:
         if not isinstance(trainer_kind, str) or self.default_charts:
@@ -501,7 +653,7 @@ class RLDKDashboard(anywidget.AnyWidget):
     def _refresh_saved_state(self, *_args: Any) -> None:
         """After each cell: bring the traitlet snapshot up to date, so a notebook saved now holds the run
         (bounded by SNAPSHOT_POINT_BUDGET). Views already in sync ignore it and keep their full data."""
-        self._catch_up_with_callbacks()
+        self._catch_up()
         with self._lock:
             if not self._changed_since_snapshot or self.comm is None:
                 return
@@ -514,83 +666,8 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _on_view_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
         if isinstance(content, Mapping) and content.get("type") == "request_snapshot":
-            self._catch_up_with_callbacks()
+            self._catch_up()
             self._send_snapshot(replace=False)
-
-    # ---- validation --------------------------------------------------------------------------------------
-    def _metrics_record(self, item: Any) -> dict[str, Any]:
-        if isinstance(item, RLDKMetrics):
-            metrics = item
-        elif isinstance(item, Mapping):
-            metrics = RLDKMetrics.from_dict(item)
-        else:
-            raise TypeError(
-                f"add_metrics expects RLDKMetrics, a mapping with a 'step' key, or a list of them; "
-                f"got {type(item).__name__}"
-            )
-        record = metrics.to_dict()
-        record["run_id"] = validate_run_id(metrics.run_id) if metrics.run_id is not None else self._writer_run_id
-        if "timestamp" not in record:
-            record["timestamp"] = time.time()
-        _check_storable(record)
-        return record
-
-    def _alert_record(self, alert: Any) -> dict[str, Any]:
-        if not isinstance(alert, Mapping):
-            raise TypeError(f"add_alert expects a dict with 'type' and 'message', got {type(alert).__name__}")
-        record: dict[str, Any] = {}
-        for key, value in alert.items():
-            if not isinstance(key, str):
-                raise TypeError(f"alert keys must be str, got {key!r}")
-            record[key] = json_safe(value)
-        for key in ("type", "message"):
-            if not isinstance(alert.get(key), str) or not alert[key]:
-                raise ValueError(f"an alert needs a non-empty text '{key}'; got {alert.get(key)!r}")
-        severity = record.setdefault("severity", "warning")
-        if severity not in SEVERITIES:
-            raise ValueError(f"alert severity must be one of {', '.join(SEVERITIES)}; got {severity!r}")
-        if record.get("step") is not None:
-            record["step"] = coerce_step(alert["step"])
-        run_id = record.get("run_id")
-        record["run_id"] = validate_run_id(run_id) if run_id is not None else self._writer_run_id
-        timestamp = record.get("timestamp")
-        if not isinstance(timestamp, (int, float)) or isinstance(timestamp, bool) or not math.isfinite(as_number(timestamp)):
-            record["timestamp"] = time.time()
-        _check_storable(record)
-        return record
-
-
-def _check_storable(record: Mapping[str, Any]) -> None:
-    """Raise ValueError now, before any run or file is touched, for what a run file cannot hold (a lone surrogate
-    in a name or text, an int beyond 64 bits)."""
-    try:
-        dumps_record(record)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"cannot store this record: {err}") from None
-
-
-def _alert_from_file(item: Any, run_id: str) -> dict[str, Any]:
-    """An alert record as read from disk, made safe to show whatever the file held."""
-    source = item if isinstance(item, Mapping) else {"message": item}
-    alert = {str(key): json_safe(value) for key, value in source.items()}
-    alert["run_id"] = run_id
-    alert["type"] = str(alert.get("type") or "alert")
-    alert["message"] = str(alert.get("message") if alert.get("message") is not None else "")
-    if alert.get("severity") not in SEVERITIES:
-        alert["severity"] = "warning"
-    return alert
-
-
-def _as_list(value: Any, what: str) -> list[Any]:
-    if value is None:
-        raise TypeError(f"add_{what} expects RLDKMetrics, a mapping with a 'step' key, or a list of them; got None")
-    if isinstance(value, (RLDKMetrics, Mapping)):
-        return [value]
-    if isinstance(value, (list, tuple)):
-        return list(value)
-    raise TypeError(
-        f"add_{what} expects RLDKMetrics, a mapping with a 'step' key, or a list of them; got {type(value).__name__}"
-    )
 
 
 def _refresh_loop(dashboard_ref: "weakref.ref[RLDKDashboard]", stop: threading.Event) -> None:
@@ -614,39 +691,6 @@ def _refresh_loop(dashboard_ref: "weakref.ref[RLDKDashboard]", stop: threading.E
             except Exception:
                 pass
         del dashboard
-
-
-def _register_post_run_cell(dashboard: RLDKDashboard) -> Any:
-    """Call `dashboard._refresh_saved_state` after every cell (IPython only); holds the dashboard weakly."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    shell = get_ipython()
-    if shell is None:
-        return None
-    dashboard_ref = weakref.ref(dashboard)
-
-    def after_cell(*_args: Any) -> None:
-        target = dashboard_ref()
-        if target is not None:
-            target._refresh_saved_state()
-
-    shell.events.register("post_run_cell", after_cell)
-    return after_cell
-
-
-def _unregister_post_run_cell(hook: Any) -> None:
-    if hook is None:
-        return
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    if shell is not None:
-        try:
-            shell.events.unregister("post_run_cell", hook)
-        except ValueError:
-            pass
 
 
 @atexit.register

@@ -34,10 +34,22 @@ class EventInbox:
     is held weakly: the inbox does not keep its owner alive). Call `drain()` only while not holding a lock that
     `handler` takes; `coalesce_s=0` hands every item over at once."""
 
-    def __init__(self, handler: Handler, name: str, coalesce_s: float = 0.1) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        name: str,
+        coalesce_s: float = 0.1,
+        tail_look_s: float | None = None,
+        quiet_s: float | None = None,
+    ) -> None:
+        """`tail_look_s`: how often the worker looks while items are queued (default TAIL_LOOK_S or `coalesce_s`,
+        whichever is longer); `quiet_s`: how long no caller must have passed before the worker does (default twice
+        `coalesce_s`)."""
         self._handler = weakref.WeakMethod(handler)  # type: ignore[arg-type]
         self._name = name
         self._coalesce_s = coalesce_s
+        self._tail_look_s = max(TAIL_LOOK_S, coalesce_s) if tail_look_s is None else tail_look_s
+        self._quiet_s = 2 * coalesce_s if quiet_s is None else quiet_s
         self._pending: list[Any] = []
         self._last_pass = 0.0
         self._pending_lock = threading.Lock()
@@ -84,7 +96,7 @@ class EventInbox:
             thread.join(timeout=5)
 
     def _work(self) -> None:
-        look = max(TAIL_LOOK_S, self._coalesce_s)
+        look = self._tail_look_s
         while True:
             if not self._wake.wait(timeout=60):
                 if self._handler() is None:
@@ -98,7 +110,7 @@ class EventInbox:
                 if not self._pending:
                     self._wake.clear()  # a put from now on wakes this thread again
                     continue
-                if time.monotonic() - self._last_pass < 2 * self._coalesce_s:
+                if time.monotonic() - self._last_pass < self._quiet_s:
                     continue
                 self._wake.clear()
             if self._handler() is None:

@@ -86,48 +86,67 @@ class RLDKMetrics:
     def from_dict(cls, data: Mapping[str, Any]) -> "RLDKMetrics":
         """Build from a flat mapping; unknown numeric keys go to `extra`, non-numeric ones are skipped
         with one warning naming them."""
-        if data is None:
-            raise TypeError("expected a mapping with at least a 'step' key, got None")
-        if not isinstance(data, Mapping):
-            raise TypeError(f"expected a mapping with at least a 'step' key, got {type(data).__name__}")
-        if "step" not in data:
-            raise ValueError(f"metrics need a 'step' key; got keys {sorted(map(str, data))[:10]}")
-        core = {f.name for f in fields(cls)} - {"extra"}
-        kwargs: dict[str, Any] = {"step": data["step"]}
-        extra: dict[str, float] = {}
-        skipped: list[str] = []
-        for key, value in data.items():
-            if key == "step":
-                continue
-            if key == "run_id":
-                if value is not None and not isinstance(value, str):
-                    raise TypeError(f"'run_id' must be a str, got {type(value).__name__}")
-                kwargs["run_id"] = value
-                continue
-            if key == "extra" and isinstance(value, Mapping):
-                for sub_key, sub_value in value.items():
-                    number = as_number(sub_value)
-                    if isinstance(sub_key, str) and number is not None:
-                        extra[sub_key] = number
-                    else:
-                        skipped.append(str(sub_key))
-                continue
-            number = as_number(value)
-            if number is None or not isinstance(key, str):
-                if value is not None:
-                    skipped.append(str(key))
-                continue
-            if key in core:
-                kwargs[key] = number
-            else:
-                extra[key] = number
-        if skipped:
-            warnings.warn(
-                f"skipped non-numeric metric values for keys: {', '.join(skipped[:10])}"
-                + (f" (+{len(skipped) - 10} more)" if len(skipped) > 10 else ""),
-                stacklevel=3,
-            )
-        return cls(extra=extra, **kwargs)
+        step, run_id, core, extra = split_mapping(data)
+        return cls(step=step, run_id=run_id, extra=extra, **core)
+
+
+_CORE_KEYS = frozenset(CORE_FLOAT_FIELDS)
+
+
+def split_mapping(
+    data: Mapping[str, Any], stacklevel: int = 4
+) -> tuple[int, str | None, dict[str, float], dict[str, float]]:
+    """A flat metrics mapping, validated, as (step, run_id, core fields, extra keys): what `from_dict` builds
+    RLDKMetrics from and `record_from_mapping` a flat record. Non-numeric values are skipped with one warning."""
+    if data is None:
+        raise TypeError("expected a mapping with at least a 'step' key, got None")
+    if type(data) is not dict and not isinstance(data, Mapping):
+        raise TypeError(f"expected a mapping with at least a 'step' key, got {type(data).__name__}")
+    if "step" not in data:
+        raise ValueError(f"metrics need a 'step' key; got keys {sorted(map(str, data))[:10]}")
+    step = coerce_step(data["step"])
+    run_id: str | None = None
+    core: dict[str, float] = {}
+    extra: dict[str, float] = {}
+    skipped: list[str] = []
+    for key, value in data.items():
+        if key == "step":
+            continue
+        if key == "run_id":
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"'run_id' must be a str, got {type(value).__name__}")
+            run_id = value
+            continue
+        if key == "extra" and isinstance(value, Mapping):
+            for sub_key, sub_value in value.items():
+                number = as_number(sub_value)
+                if isinstance(sub_key, str) and number is not None:
+                    extra[sub_key] = number
+                else:
+                    skipped.append(str(sub_key))
+            continue
+        number = value if type(value) is float else as_number(value)
+        if number is None or not isinstance(key, str):
+            if value is not None:
+                skipped.append(str(key))
+            continue
+        if key in _CORE_KEYS:
+            core[key] = number
+        else:
+            extra[key] = number
+    if skipped:
+        warnings.warn(
+            f"skipped non-numeric metric values for keys: {', '.join(skipped[:10])}"
+            + (f" (+{len(skipped) - 10} more)" if len(skipped) > 10 else ""),
+            stacklevel=stacklevel,
+        )
+    return step, run_id, core, extra
+
+
+def record_from_mapping(data: Mapping[str, Any]) -> dict[str, Any]:
+    """`RLDKMetrics.from_dict(data).to_dict()` without the dataclass in between (add_metrics' path)."""
+    step, run_id, core, extra = split_mapping(data, stacklevel=5)
+    return flat_record(step, run_id, core, extra)
 
 
 def flat_record(

@@ -3,6 +3,10 @@
 Records come in as flat dicts; every numeric key except `step` becomes a series of (step, value) points, so a
 metric logged at only some steps has points only there, and a logged NaN stays a NaN. Columns encode to the
 base64 float64 form of docs/protocol.md, which carries NaN and ±Inf unchanged.
+
+A record read from a file is never dropped for its step: one without a usable step (none, as in raw `on_log`
+dicts, or negative, fractional, non-numeric) is placed at the previous record's step + 1 (0 for the first), and an
+integer step beyond 2**53 at the nearest float64; `add_records` counts both so the status line can say so.
 """
 
 from __future__ import annotations
@@ -11,15 +15,42 @@ import base64
 import math
 import sys
 from array import array
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from .metrics import as_number, coerce_step
+from .metrics import MAX_STEP, as_number
 
 NON_SERIES_KEYS = frozenset({"step", "run_id"})
 Points = dict[str, tuple[array, array]]
+_INT64_MAX = 2**63 - 1
+
+
+class Added(NamedTuple):
+    points: Points
+    """The new points by series name (for a delta message)."""
+    fallback_steps: int
+    """Records without a usable step, placed at the previous record's step + 1."""
+    inexact_steps: int
+    """Records whose integer step is beyond 2**53, placed at the nearest float64."""
+
+
+def read_step(value: Any) -> tuple[float | None, bool]:
+    """A record's step as read from a file: (step, exact), or (None, _) when it is unusable (see module doc)."""
+    if type(value) is int:
+        if 0 <= value <= MAX_STEP:
+            return value, True
+        if value > MAX_STEP:
+            step = float(value) if value < 1 << 1024 else math.inf
+            return (step, False) if math.isfinite(step) else (None, False)
+        return None, False
+    if isinstance(value, bool) or value is None:
+        return None, False
+    number = as_number(value)
+    if number is None or not math.isfinite(number) or number < 0 or number != int(number):
+        return None, False
+    return number, number <= MAX_STEP
 
 
 def encode_column(values: Iterable[float] | array) -> str:
@@ -65,20 +96,29 @@ class RunSeries:
 
     def __init__(self) -> None:
         self.columns: dict[str, tuple[array, array]] = {}
-        self.last_step: int | None = None
+        self.last_step: float | None = None
         self.record_count = 0
+        self._previous_step: dict[str, float | None] = {}
 
-    def add_records(self, records: Iterable[Mapping[str, Any]], prefix: str = "") -> tuple[Points, int]:
-        """Add records; returns the new points by series name and how many records had no usable step."""
+    def add_records(self, records: Iterable[Mapping[str, Any]], prefix: str = "") -> Added:
+        """Add records of one source (`prefix`: "" for the metrics file, "ppo:", "ckpt:"); see `Added`."""
         columns = self.columns
         first_new: dict[str, int] = {}  # per series touched: where this call's points start
-        skipped = 0
+        fallback = inexact = 0
+        previous = self._previous_step.get(prefix)
         for record in records:
-            try:
-                step = coerce_step(record.get("step"))
-            except (TypeError, ValueError):
-                skipped += 1
-                continue
+            raw_step = record.get("step")
+            if type(raw_step) is int and 0 <= raw_step <= MAX_STEP:
+                step: float = raw_step
+            else:
+                usable, exact = read_step(raw_step)
+                if usable is None:
+                    fallback += 1
+                    step = 0 if previous is None else previous + 1
+                else:
+                    inexact += not exact
+                    step = usable
+            previous = step
             self.record_count += 1
             if self.last_step is None or step > self.last_step:
                 self.last_step = step
@@ -96,13 +136,15 @@ class RunSeries:
                     first_new[name] = len(column[0])
                 column[0].append(step)
                 column[1].append(value)
+        self._previous_step[prefix] = previous
         added = {name: (columns[name][0][start:], columns[name][1][start:]) for name, start in first_new.items()}
-        return added, skipped
+        return Added(added, fallback, inexact)
 
     def drop_prefix(self, prefix: str) -> None:
         """Forget the series of one source (a file that was replaced and is read again whole)."""
         for name in [n for n in self.columns if _has_prefix(n, prefix)]:
             del self.columns[name]
+        self._previous_step.pop(prefix, None)
 
     def encoded(self, max_points_per_series: int | None = None) -> dict[str, dict[str, str]]:
         """All series in the protocol's form; with a cap, each longer series is decimated to about that many
@@ -115,6 +157,13 @@ class RunSeries:
             out[name] = {"x": encode_column(x), "y": encode_column(y)}
         return out
 
+    def series(self) -> dict[str, pd.Series]:
+        """Every series as a pandas Series of values indexed by step (a copy; repeated steps kept)."""
+        return {
+            name: pd.Series(np.frombuffer(ys, dtype="f8").copy(), index=step_index(xs), name=name)
+            for name, (xs, ys) in self.columns.items()
+        }
+
     def latest(self, name: str) -> float | None:
         column = self.columns.get(name)
         return column[1][-1] if column else None
@@ -123,7 +172,7 @@ class RunSeries:
         """One row per step (the last value logged at a step wins), a `run_id` column first."""
         series = {}
         for name, (xs, ys) in self.columns.items():
-            values = pd.Series(np.frombuffer(ys, dtype="f8"), index=np.frombuffer(xs, dtype="f8").astype("int64"))
+            values = pd.Series(np.frombuffer(ys, dtype="f8").copy(), index=step_index(xs))
             series[name] = values[~values.index.duplicated(keep="last")]
         if not series:
             return pd.DataFrame({"run_id": pd.Series(dtype=str), "step": pd.Series(dtype="int64")})
@@ -132,6 +181,14 @@ class RunSeries:
         frame = frame.reset_index()
         frame.insert(0, "run_id", run_id)
         return frame
+
+
+def step_index(xs: array) -> pd.Index:
+    """Steps as an int64 index named "step", or float64 where a step is beyond int64 (read from a file)."""
+    steps = np.frombuffer(xs, dtype="f8")
+    if len(steps) and steps.max() > _INT64_MAX:
+        return pd.Index(steps.copy(), name="step")
+    return pd.Index(steps.astype("int64"), name="step")
 
 
 def _has_prefix(name: str, prefix: str) -> bool:

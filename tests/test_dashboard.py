@@ -276,9 +276,30 @@ def test_concurrent_adds_from_threads_lose_nothing(tmp_path, dash):
 def test_start_dashboard_and_show_display_the_widget(dash, monkeypatch):
     shown = []
     monkeypatch.setattr("IPython.display.display", lambda obj: shown.append(obj))
+    monkeypatch.setattr("rldk_widget.dashboard.in_widget_kernel", lambda: True)
     dash.start_dashboard()
     dash.show()
     assert shown == [dash, dash]
+
+
+def test_outside_a_notebook_start_dashboard_says_what_to_do_in_one_line(tmp_path):
+    """The seed's script run with plain `python`: one line on stderr instead of the widget's repr."""
+    script = (
+        "from rldk_widget import RLDKDashboard\n"
+        f"dashboard = RLDKDashboard(output_dir={str(tmp_path)!r}, auto_refresh=False)\n"
+        "dashboard.add_metrics({'step': 1, 'loss': 0.5})\n"
+        "dashboard.start_dashboard()\n"
+        "dashboard.close()\n"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "notebook" in lines[0] and "save_html" in lines[0], done.stderr
+    assert "object at 0x" not in done.stderr
 
 
 def test_snapshot_stays_bounded_and_keeps_extremes_and_the_last_point(dash):

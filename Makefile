@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/pip
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 BUNDLE := rldk_widget/static/widget.js
 JS_SOURCES := $(wildcard js/src/*) js/package.json js/package-lock.json js/tsconfig.json
 PYTEST_ARGS ?=
@@ -19,6 +20,12 @@ $(STAMP): pyproject.toml js/package-lock.json
 	touch $(STAMP)
 
 install: $(STAMP) $(BUNDLE)
+
+# The bench extra (trackio, for benchmarks/single_call.py) only for make bench: make test runs that script's quick
+# mode without it (trackio rows are printed as skipped).
+$(BENCH_STAMP): $(STAMP)
+	$(PIP) install --quiet -e ".[test,bench]"
+	touch $(BENCH_STAMP)
 
 # The wheel build runs the same npm build; this rule rebuilds the bundle after a change in js/ during development.
 $(BUNDLE): $(JS_SOURCES)
@@ -48,7 +55,7 @@ test-ppo: install
 	.venv-ppo/bin/pip install --quiet -e ".[trl]" "trl==1.12.*" "pytest>=8" "pytest-timeout>=2.3" "datasets>=3.0" "tokenizers>=0.20"
 	.venv-ppo/bin/python -m pytest -q -m ppo -o addopts="" tests/test_ppo.py
 
-bench: install chromium
+bench: install chromium $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
 lab: install

@@ -242,21 +242,27 @@ def package_versions(names: Iterable[str]) -> dict[str, str]:
 
 
 def git_revision() -> str | None:
-    """The checkout's HEAD commit, read from .git without running git (uncommitted edits are not detected)."""
-    head = REPO / ".git" / "HEAD"
+    """The checkout's HEAD commit, read from .git without running git (uncommitted edits are not detected). A git
+    worktree's `.git` is a file naming its git dir, whose branch refs live in the main repository's (commondir)."""
+    git = REPO / ".git"
     try:
-        ref = head.read_text().strip()
+        if git.is_file():
+            git = Path(git.read_text().split(":", 1)[1].strip())
+        commondir = git / "commondir"
+        common = (git / commondir.read_text().strip()).resolve() if commondir.exists() else git
+        ref = (git / "HEAD").read_text().strip()
         if ref.startswith("ref: "):
-            ref_path = REPO / ".git" / ref[5:]
-            if ref_path.exists():
-                return ref_path.read_text().strip()
-            packed = REPO / ".git" / "packed-refs"
+            for base in (git, common):
+                ref_path = base / ref[5:]
+                if ref_path.exists():
+                    return ref_path.read_text().strip()
+            packed = common / "packed-refs"
             for line in packed.read_text().splitlines():
                 if line.endswith(ref[5:]):
                     return line.split()[0]
             return None
         return ref
-    except OSError:
+    except (OSError, IndexError):
         return None
 
 

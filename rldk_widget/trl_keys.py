@@ -212,9 +212,10 @@ def detect_trainer_kind(logs_or_keys: Mapping[str, Any] | Iterable[str]) -> str 
     rewards/<fn> key (per-function rewards of GRPO before TRL 0.17) gives grpo. Then reward (mean/min/max_reward,
     or accuracy with margin), ppo (eps, episode, objective/, policy/, ...), sft (mean_token_accuracy)."""
     keys = {key[5:] if key.startswith("eval_") else key for key in logs_or_keys if isinstance(key, str)}
-    if keys & _GRPO_KEYS or ("reward" in keys and "reward_std" in keys) or any(
-        key.startswith(("rewards/", "clip_ratio/")) and key.count("/") == 2 for key in keys
-    ):
+    if keys & _GRPO_KEYS or ("reward" in keys and "reward_std" in keys):
+        return "grpo"
+    slashed = [key for key in keys if "/" in key]  # the prefix tests below only need these
+    if any(key.startswith(("rewards/", "clip_ratio/")) and key.count("/") == 2 for key in slashed):
         return "grpo"
     if keys & _PREFERENCE_KEYS:
         if keys & _ORPO_KEYS:
@@ -222,11 +223,11 @@ def detect_trainer_kind(logs_or_keys: Mapping[str, Any] | Iterable[str]) -> str 
         if "kl" in keys:
             return "kto"
         return "cpo" if "nll_loss" in keys else "dpo"
-    if any(key.startswith("rewards/") for key in keys):
+    if any(key.startswith("rewards/") for key in slashed):
         return "grpo"
     if keys & _REWARD_KEYS or ("accuracy" in keys and "margin" in keys):
         return "reward"
-    if keys & _PPO_PLAIN_DETECT or any(key.startswith(PPO_KEY_PREFIXES) for key in keys):
+    if keys & _PPO_PLAIN_DETECT or any(key.startswith(PPO_KEY_PREFIXES) for key in slashed):
         return "ppo"
     if "mean_token_accuracy" in keys:
         return "sft"

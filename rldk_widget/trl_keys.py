@@ -23,7 +23,8 @@ Keys logged by TRL 1.16.0 (captured with `tests/capture_trl_logs.py` into `tests
   eval_steps_per_second (kept under those names, never mapped onto the training fields; GRPO evaluates too)
 - end of training: train_runtime train_samples_per_second train_steps_per_second total_flos train_loss epoch
 
-Early-2025 TRL, as Unsloth-based training still logs it (captured with TRL 0.15.2 and 0.16.1):
+Early-2025 TRL, as Unsloth-based training still logs it (captured with TRL 0.15.2 and 0.16.1; TRL 0.14.0's
+GRPOTrainer source logs the same training keys, and its evaluation fails, so it has no eval keys):
 
 - grpo 0.14-0.16: loss grad_norm learning_rate epoch reward reward_std rewards/<fn> (one slash, no /mean or /std)
   completion_length kl, and in 0.16 also num_tokens clip_ratio; no entropy, frac_reward_zero_std or

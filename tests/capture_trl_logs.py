@@ -18,7 +18,8 @@ early-2025 TRL in a throwaway venv, e.g.
 
 so it needs neither pytest nor the rldk_widget package: `rldk_widget/demo_models.py` is loaded from its file.
 The trainer settings are those of `tests/conftest.py::build_trainer` (which the training tests use), plus an
-evaluation every 2 steps for SFT and GRPO, so that the `eval_*` keys are captured too.
+evaluation every 2 steps for SFT and GRPO (TRL >= 0.15), so that the `eval_*` keys are captured too. TRL 0.14 and
+0.15 need a model object for ORPO / CPO / KTO / Reward, and TRL 0.14 a tokenizer without token_type_ids (below).
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def build(kind: str, assets: dict[str, Path], output_dir: Path) -> tuple[Any, di
         raise SystemExit(f"this TRL has no {kind} trainer")
     config_cls, trainer_cls = classes
     tokenizer = AutoTokenizer.from_pretrained(assets["tokenizer"])
+    # Like real chat-model tokenizers, return no token_type_ids: TRL 0.14's GRPOTrainer passes the whole tokenizer
+    # output to generate(), which the tiny Llama refuses when token_type_ids are in it.
+    tokenizer.model_input_names = ["input_ids", "attention_mask"]
     lines = demo.synthetic_lines(64, seed=1)
     values: dict[str, Any] = dict(
         max_steps=STEPS, logging_steps=1, learning_rate=1e-3, report_to=[], use_cpu=True, bf16=False,
@@ -105,12 +109,15 @@ def build(kind: str, assets: dict[str, Path], output_dir: Path) -> tuple[Any, di
     common: dict[str, Any] = {"processing_class": tokenizer}
     if kind in ("grpo", "rloo"):
         values.update(num_generations=2, max_completion_length=8, beta=0.1)
-        if kind == "grpo":
+        # GRPO evaluates since TRL 0.15 (its prediction_step); in 0.14 transformers' prediction_step gets GRPO's
+        # list of prompts and fails, so there is nothing to capture.
+        evaluate = kind == "grpo" and "prediction_step" in vars(trainer_cls)
+        if evaluate:
             values.update(eval_strategy="steps", eval_steps=EVAL_STEPS, per_device_eval_batch_size=4)
         prompts = demo.grpo_prompts(64, seed=1)
         common.update(model=str(assets["causal_lm"]), reward_funcs=[demo.reward_len, demo.reward_words],
                       train_dataset=prompts)
-        if kind == "grpo":
+        if evaluate:
             common["eval_dataset"] = prompts.select(range(8))
     elif kind in ("dpo", "orpo", "cpo"):
         values.update(max_length=32)

@@ -23,14 +23,14 @@ Keys logged by TRL 1.16.0 (captured with `tests/capture_trl_logs.py` into `tests
   eval_steps_per_second (kept under those names, never mapped onto the training fields; GRPO evaluates too)
 - end of training: train_runtime train_samples_per_second train_steps_per_second total_flos train_loss epoch
 
-Early-2025 TRL, as Unsloth-based training still logs it (captured with TRL 0.15.2 and 0.16.1; TRL 0.14.0's
-GRPOTrainer source logs the same training keys, and its evaluation fails, so it has no eval keys):
+Early-2025 TRL, as Unsloth-based training still logs it (captured with TRL 0.14.0, 0.15.2 and 0.16.1):
 
 - grpo 0.14-0.16: loss grad_norm learning_rate epoch reward reward_std rewards/<fn> (one slash, no /mean or /std)
   completion_length kl, and in 0.16 also num_tokens clip_ratio; no entropy, frac_reward_zero_std or
   completions/*. `completion_length` is also recorded as `completions/mean_length` (the name the charts and the
   completion-length rule use) and `clip_ratio` fills clip_frac. 0.16.1 logs every other step with only loss
-  grad_norm learning_rate epoch, and puts the last step's metrics into the end-of-training summary.
+  grad_norm learning_rate epoch, and puts the last step's metrics into the end-of-training summary. GRPO
+  evaluates from 0.15 on (eval_ + the same keys); 0.14's evaluation fails, so it logs no eval keys.
 - dpo: the TRL 1.16 keys without entropy, mean_token_accuracy and num_tokens (nll_loss with rpo_alpha set)
 - orpo, cpo: as in TRL 1.16; kto: as in TRL 1.16 without entropy and num_tokens
 - sft: loss grad_norm learning_rate epoch mean_token_accuracy; reward: loss grad_norm learning_rate epoch only

@@ -1,6 +1,6 @@
 """trl_keys: mapping of real TRL 1.16 log dicts (captured by tests/capture_trl_logs.py), PPO / legacy keys,
 trainer-kind detection and default charts. tests/test_trl_fixtures.py checks every captured fixture (TRL 1.16,
-0.15.2, 0.16.1; ORPO, KTO, CPO too)."""
+0.16.1, 0.15.2, 0.14.0; ORPO, KTO, CPO too)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """TRL log keys → RLDKMetrics fields, per trainer kind (grpo, rloo, dpo, sft, reward, ppo, orpo, kto, cpo).
 
-Keys logged by TRL 1.16.0 (captured with `tests/capture_trl_logs.py` into `tests/fixtures/trl_logs/`;
-`tests/test_training.py` checks that real runs log exactly these, so a TRL upgrade that renames a key fails loudly):
+Keys logged by TRL 1.16.0 (captured with `tests/capture_trl_logs.py` into `tests/fixtures/trl_logs/`, which
+`tests/test_trl_fixtures.py` checks; `tests/test_training.py` checks that real grpo / rloo / dpo / sft / reward runs
+log exactly these, so a TRL upgrade that renames a key fails loudly):
 
 - grpo and rloo (the same set): loss grad_norm learning_rate epoch num_tokens step_time reward reward_std
   rewards/<fn>/mean rewards/<fn>/std frac_reward_zero_std kl (only when beta > 0) entropy clip_ratio/low_mean
@@ -28,9 +29,10 @@ Early-2025 TRL, as Unsloth-based training still logs it (captured with TRL 0.14.
 - grpo 0.14-0.16: loss grad_norm learning_rate epoch reward reward_std rewards/<fn> (one slash, no /mean or /std)
   completion_length kl, and in 0.16 also num_tokens clip_ratio; no entropy, frac_reward_zero_std or
   completions/*. `completion_length` is also recorded as `completions/mean_length` (the name the charts and the
-  completion-length rule use) and `clip_ratio` fills clip_frac. 0.16.1 logs every other step with only loss
-  grad_norm learning_rate epoch, and puts the last step's metrics into the end-of-training summary. GRPO
-  evaluates from 0.15 on (eval_ + the same keys); 0.14's evaluation fails, so it logs no eval keys.
+  completion-length rule use) and `clip_ratio` fills clip_frac. GRPO evaluates from 0.15 on (eval_ + the same
+  keys; 0.14's evaluation fails). With evaluation on, 0.16.1's training log of an eval step has only loss
+  grad_norm learning_rate epoch (that step's metrics go into the next training log, the last one's into the
+  end-of-training summary).
 - dpo: the TRL 1.16 keys without entropy, mean_token_accuracy and num_tokens (nll_loss with rpo_alpha set)
 - orpo, cpo: as in TRL 1.16; kto: as in TRL 1.16 without entropy and num_tokens
 - sft: loss grad_norm learning_rate epoch mean_token_accuracy; reward: loss grad_norm learning_rate epoch only

@@ -33,7 +33,7 @@ from rldk_widget.trl_keys import (
 FIXTURES = Path(__file__).parent / "fixtures" / "trl_logs"
 NAMES = sorted(path.stem for path in FIXTURES.glob("trl-*.json"))
 # Training logs with none of a trainer's own keys: TRL 0.15.2's RewardTrainer logs only these, TRL 0.16.1's
-# GRPOTrainer every other step. Nothing tells the kind from them (the callback takes it from the config class).
+# GRPOTrainer at an eval step. Nothing tells the kind from them (the callback takes it from the config class).
 BARE = frozenset({"loss", "grad_norm", "learning_rate", "epoch", "num_tokens"})
 
 # Core field -> the raw key it comes from, at every training log that is not bare (epoch too, always).

@@ -54,8 +54,8 @@ class AlertRules:
     """Thresholds, cooldowns and de-duplication of the alert rules; override any by keyword,
     e.g. `AlertRules(kl_max=0.3, cooldown_steps=100, disabled={"clip_frac_high"})`.
 
-    KL and entropy are per token for GRPO / RLOO / DPO / SFT; PPO logs them summed over the response, so use
-    `AlertRules.for_trainer("ppo")` (the callback does when no rules are given)."""
+    KL and entropy are per token for GRPO / RLOO / DPO / SFT; PPO logs them summed over the response (KTO its KL),
+    so use `AlertRules.for_trainer("ppo")` or `("kto")` (the callback does when no rules are given)."""
 
     cooldown_steps: int = 50
     rearm_steps: int = 5
@@ -108,12 +108,18 @@ class AlertRules:
 
     @classmethod
     def for_trainer(cls, trainer_kind: str | None, **overrides: Any) -> "AlertRules":
-        """Defaults suited to a trainer kind: PPO's summed KL scale; no policy-reward rules for reward models."""
+        """Defaults suited to a trainer kind: PPO's summed KL scale; no policy-reward rules for reward models; no
+        reward-variance or reward-hacking rules for ORPO / CPO / KTO (a margin, not a sampled reward), and KTO's
+        summed KL scale."""
         tuned: dict[str, Any] = {}
         if trainer_kind == "ppo":
             tuned = {"kl_max": 10.0, "kl_spike_min": 1.0, "hacking_kl_min_rise": 2.0}
         elif trainer_kind in ("reward", "sft"):
             tuned = {"disabled": frozenset({"reward_collapse", "zero_reward_variance", "reward_hacking"})}
+        elif trainer_kind in ("orpo", "cpo", "kto"):
+            tuned = {"disabled": frozenset({"zero_reward_variance", "reward_hacking"})}
+            if trainer_kind == "kto":
+                tuned.update(kl_max=10.0, kl_spike_min=1.0)
         return cls(**{**tuned, **overrides})
 
 

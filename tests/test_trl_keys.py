@@ -1,5 +1,6 @@
 """trl_keys: mapping of real TRL 1.16 log dicts (tests/trl_logs.py, captured by tests/capture_trl_logs.py), PPO /
-legacy keys, trainer-kind detection and default charts."""
+legacy keys, trainer-kind detection and default charts. tests/test_trl_fixtures.py checks every captured fixture
+(TRL 1.16, 0.16.1, 0.15.2, 0.14.0; ORPO, KTO, CPO too)."""
 
 from __future__ import annotations
 
@@ -108,10 +109,19 @@ def test_detect_trainer_kind(logs, kind):
 
 
 def test_kind_from_class():
+    import warnings
+
     import trl
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # TRLExperimentalWarning
+        from trl.experimental.cpo import CPOConfig, CPOTrainer
+        from trl.experimental.orpo import ORPOConfig, ORPOTrainer
 
     assert [kind_from_class(c) for c in (trl.GRPOConfig, trl.RLOOTrainer, trl.DPOConfig, trl.SFTTrainer,
                                          trl.RewardConfig)] == ["grpo", "rloo", "dpo", "sft", "reward"]
+    assert [kind_from_class(c) for c in (ORPOConfig, ORPOTrainer, trl.KTOConfig, trl.KTOTrainer, CPOConfig,
+                                         CPOTrainer)] == ["orpo", "orpo", "kto", "kto", "cpo", "cpo"]
 
     class MyConfig(trl.GRPOConfig):
         pass

@@ -168,10 +168,11 @@ class RLDKDashboard(anywidget.AnyWidget):
         records are kept in memory and written once writing works)."""
         now = time.time()
         encoded = []
-        for item in as_list(metrics, "metrics"):
+        for item in [metrics] if type(metrics) is dict else as_list(metrics, "metrics"):
             record = metrics_record(item, self._writer_run_id, now)
             encoded.append((record, encode_or_raise(record)))
-        for run_id, pairs in group_by_run(encoded).items():
+        by_run = {encoded[0][0]["run_id"]: encoded} if len(encoded) == 1 else group_by_run(encoded)
+        for run_id, pairs in by_run.items():
             with self._lock:
                 store = self._store(run_id, self.output_dir)
             store.append_encoded("metrics", pairs)
@@ -598,6 +599,8 @@ class RLDKDashboard(anywidget.AnyWidget):
             for run_id in dict.fromkeys(run_ids):
                 if run_id in self._stores:
                     self._poll_safely(run_id, ("metrics",))
+            if self._appends.on_worker():
+                self._channel.send_tail()
 
     def _live_value(self, name: str) -> Any:
         """The Python value of the `metrics` / `alerts` traits (traits.py): everything held now. While the widget

@@ -1,10 +1,9 @@
 """The file-system layer: every reader of a run folder lists and reads through a `FileSystem` (local files here;
 remote folders plug in the same interface).
 
-Reads never block and never raise anything but `OSError`: a path is checked to be a regular file before it is
-opened and again on the open handle (a FIFO, socket, device or directory named like a run file is refused with
-`NotARegularFile`, and never opened for reading when the check before the open already saw it), the open is
-non-blocking, and one call reads at most `limit` bytes. `describe_error` turns any `OSError` into the short text
+Reads never block and never raise anything but `OSError`: a path is opened non-blocking and checked on the open
+handle to be a regular file (a FIFO, socket, device or directory named like a run file is refused with
+`NotARegularFile` before a byte is read), and one call reads at most `limit` bytes. `describe_error` turns any `OSError` into the short text
 the status line and `load_report` show.
 """
 
@@ -13,15 +12,13 @@ from __future__ import annotations
 import errno
 import os
 import stat as stat_module
-from dataclasses import dataclass
-from typing import Hashable, Protocol
+from typing import Hashable, NamedTuple, Protocol
 
 READ_CHUNK_BYTES = 16 << 20
 """The most one read returns: a reader goes through a larger file chunk by chunk, so memory stays bounded."""
 
 
-@dataclass(frozen=True)
-class FileStat:
+class FileStat(NamedTuple):
     """What a listing or a read tells about one file. `identity` changes when the path names another file
     (replaced, not appended to): device and inode locally."""
 
@@ -103,10 +100,7 @@ class LocalFileSystem:
         return file_stat(os.stat(path))
 
     def read(self, path: str | os.PathLike[str], start: int, limit: int = READ_CHUNK_BYTES) -> tuple[FileStat, bytes]:
-        before = os.stat(path)
-        if not stat_module.S_ISREG(before.st_mode):
-            raise NotARegularFile(os.fspath(path), _kind(before.st_mode))
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, _READ_FLAGS)
         try:
             return self.read_open(fd, start, limit, os.fspath(path))
         finally:
@@ -122,4 +116,5 @@ class LocalFileSystem:
         return info, os.pread(fd, length, start) if length > 0 else b""
 
 
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
 LOCAL = LocalFileSystem()

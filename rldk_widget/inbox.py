@@ -87,6 +87,10 @@ class EventInbox:
             if handler is not None:
                 handler(pending)
 
+    def on_worker(self) -> bool:
+        """True on the inbox's worker thread (a pass there is the tail of a burst: no caller passed for a while)."""
+        return threading.current_thread() is self._thread
+
     def close(self) -> None:
         """Stop the worker; items still queued are dropped (drain first to keep them)."""
         self._closed.set()

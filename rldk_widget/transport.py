@@ -35,6 +35,8 @@ class DeltaChannel:
         self._flush_wanted = threading.Event()
         self._flusher: threading.Thread | None = None
         self._closed = False
+        self._tail = False
+        self._retime = threading.Event()
 
     def push(self, run_id: str, points: Points, alerts: list[dict[str, Any]]) -> None:
         """Queue new points (the channel takes over their arrays) and alerts; send now if the interval has passed,
@@ -52,6 +54,16 @@ class DeltaChannel:
             self._alerts.extend(alerts)
             if not self._points and not self._alerts:
                 return
+            self._flush_or_schedule()
+
+    def send_tail(self) -> None:
+        """What is queued is the end of a burst (no pushes follow): send it one interval after the last send, not
+        two (the flusher's wait that leaves sends to a still-pushing thread)."""
+        with self._lock:
+            if not self._points and not self._alerts:
+                return
+            self._tail = True
+            self._retime.set()
             self._flush_or_schedule()
 
     def _flush_or_schedule(self) -> None:
@@ -77,12 +89,13 @@ class DeltaChannel:
                 if not self._points and not self._alerts:
                     self._flush_wanted.clear()  # a caller sent it; the next deferred push wakes this thread
                     return True
-                wait = self._last_sent + 2 * self.min_interval - time.monotonic()
+                wait = self._last_sent + (1 if self._tail else 2) * self.min_interval - time.monotonic()
                 if wait <= 0:
                     self._flush_wanted.clear()
                     self.flush()
                     return True
-            time.sleep(wait)
+            self._retime.wait(wait)  # a tail shortens the wait
+            self._retime.clear()
 
     def flush(self) -> None:
         """Send everything queued as one delta message (no-op when nothing is queued)."""
@@ -98,6 +111,7 @@ class DeltaChannel:
             }
             self._points = {}
             self._alerts = []
+            self._tail = False
             self._last_sent = time.monotonic()
             if self._closed:
                 return

@@ -30,9 +30,11 @@ from .hf_state import TrainerStateReader
 from .inbox import EventInbox
 from .metrics import RLDKMetrics
 from .notebook import in_widget_kernel, register_post_run_cell, say_outside_notebook, unregister_post_run_cell
+from .pages import PageServer
 from .records import SEVERITIES, alert_from_file, alert_record, as_list, encode_or_raise, group_by_run, metrics_record
 from .series import Points, RunSeries
 from .store import RunData, RunStore, default_run_id, discover_runs, validate_run_id
+from .subshell import SubshellRoute
 from .traits import LiveTrait, MetricsView
 from .transport import DeltaChannel
 
@@ -144,6 +146,9 @@ class RLDKDashboard(anywidget.AnyWidget):
             self._read_back_appends, name="rldk-append-read-back", coalesce_s=APPEND_READ_BACK_S,
             tail_look_s=APPEND_READ_BACK_S / 2, quiet_s=APPEND_READ_BACK_S,
         )
+        self.pages = PageServer(self.send, name="rldk-pages")
+        self._route = SubshellRoute()
+        self._route.open(self.comm)
         self.on_msg(self._on_view_message)
         self._cell_end_hook = register_post_run_cell(self, RLDKDashboard._refresh_saved_state)
         self.update_data()
@@ -421,6 +426,8 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._appends.close()
         self._inbox.close()
         self._channel.close()
+        self.pages.close()
+        self._route.close()
         unregister_post_run_cell(self._cell_end_hook)
         with self._lock:
             for store in self._stores.values():
@@ -668,9 +675,15 @@ class RLDKDashboard(anywidget.AnyWidget):
             return list(self._alerts)
 
     def _on_view_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if isinstance(content, Mapping) and content.get("type") == "request_snapshot":
+        """A view's message (on the kernel's main thread between cells, or on the widget's subshell while a cell
+        runs: subshell.py): a snapshot after a gap, or a page request (pages.py)."""
+        if not isinstance(content, Mapping):
+            return
+        if content.get("type") == "request_snapshot":
             self._catch_up()
             self._send_snapshot(replace=False)
+        elif content.get("type") == "request":
+            self.pages.submit(content)
 
 
 def _refresh_loop(dashboard_ref: "weakref.ref[RLDKDashboard]", stop: threading.Event) -> None:

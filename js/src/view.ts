@@ -3,6 +3,7 @@ import { AlertPanel, countAlerts } from "./alerts";
 import { ChartGrid, readTheme, runColor, type DrawStats, type Settings, type Theme } from "./charts";
 import { el } from "./dom";
 import { Header } from "./header";
+import type { Requests } from "./requests";
 import type { Store, StoreChange } from "./store";
 import css from "./style.css";
 
@@ -151,7 +152,7 @@ export class View {
   private themeObserver: MutationObserver;
   private destroyed = false;
 
-  constructor(store: Store, host: HTMLElement) {
+  constructor(store: Store, host: HTMLElement, readonly requests: Requests) {
     this.store = store;
     const colorOf = (runId: string) => runColor(store.colorIndex(runId));
     const getTheme = () => (this.theme ??= readTheme(this.root));

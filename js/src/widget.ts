@@ -1,6 +1,7 @@
 // anywidget entry. `initialize` owns the model's Store (snapshot traits + numbered deltas, docs/protocol.md);
 // every `render` of the same model attaches a View to that one Store, so all views stay identical.
 import type { AnyModel } from "@anywidget/types";
+import { Requests } from "./requests";
 import { Store } from "./store";
 import { View } from "./view";
 
@@ -23,16 +24,16 @@ const TRAITS = ["metrics", "alerts", "run_ids", "status", "info", "default_chart
  * the proxies cannot key the registry. The trait values can: they are the same objects for every proxy of one
  * model until the kernel sends new ones (and `initialize` re-registers on every change, before any view).
  */
-const registry = new WeakMap<object, Store>();
+const registry = new WeakMap<object, Sync>();
 
-function register(model: Model, store: Store): void {
+function register(model: Model, sync: Sync): void {
   for (const k of TRAITS) {
     const v = model.get(k);
-    if (typeof v === "object" && v !== null) registry.set(v, store);
+    if (typeof v === "object" && v !== null) registry.set(v, sync);
   }
 }
 
-function lookup(model: Model): Store | undefined {
+function lookup(model: Model): Sync | undefined {
   for (const k of TRAITS) {
     const v = model.get(k);
     if (typeof v === "object" && v !== null) {
@@ -59,6 +60,7 @@ function snapshotSeq(metrics: unknown): number {
 /** Binds one Store to one model: snapshot traits, meta traits, delta messages, gap → request_snapshot. */
 export class Sync {
   readonly store = new Store();
+  readonly requests: Requests;
   /** a request_snapshot is outstanding (sent at most once until the next snapshot) */
   awaitingSnapshot = false;
   snapshotRequests = 0;
@@ -66,6 +68,7 @@ export class Sync {
   private handlers: Array<[string, (...args: never[]) => void]> = [];
 
   constructor(private model: Model) {
+    this.requests = new Requests((message) => model.send(message));
     const on = (name: string, fn: (...args: never[]) => void) => {
       model.on(name, fn as (...args: unknown[]) => void);
       this.handlers.push([name, fn]);
@@ -77,7 +80,7 @@ export class Sync {
     on("change:status", () => this.store.setMeta({ status: model.get("status") }));
     on("change:info", () => this.store.setMeta({ info: model.get("info") }));
     on("change:default_charts", () => this.store.setMeta({ defaultCharts: model.get("default_charts") }));
-    on("change", () => register(model, this.store));
+    on("change", () => register(model, this));
 
     this.store.setMeta({
       runIds: model.get("run_ids"),
@@ -86,7 +89,7 @@ export class Sync {
       defaultCharts: model.get("default_charts"),
     });
     this.onSnapshot();
-    register(model, this.store);
+    register(model, this);
   }
 
   /**
@@ -114,6 +117,7 @@ export class Sync {
 
   onCustom(msg: unknown): void {
     if (typeof msg !== "object" || msg === null) return;
+    if (this.requests.onMessage(msg)) return;
     const m = msg as Partial<DeltaMessage>;
     if (m.type !== "delta" || typeof m.seq !== "number" || !Number.isFinite(m.seq)) return;
     const last = this.store.lastSeq;
@@ -131,6 +135,7 @@ export class Sync {
   }
 
   dispose(): void {
+    this.requests.dispose();
     for (const [name, fn] of this.handlers) this.model.off(name, fn as (...args: unknown[]) => void);
     this.handlers = [];
   }
@@ -143,18 +148,17 @@ export default {
   },
 
   render({ model, el }: { model: Model; el: HTMLElement }) {
-    let sync: Sync | null = null;
-    let store = lookup(model);
-    if (!store) {
+    let owned: Sync | null = null;
+    let sync = lookup(model);
+    if (!sync) {
       // a host that did not call initialize (or a model whose traits are all primitives): own the data here
-      sync = new Sync(model);
-      store = sync.store;
+      owned = sync = new Sync(model);
     }
-    const view = new View(store, el);
-    (el as HTMLElement & { __rldk?: unknown }).__rldk = { view, store, sync };
+    const view = new View(sync.store, el, sync.requests);
+    (el as HTMLElement & { __rldk?: unknown }).__rldk = { view, store: sync.store, sync };
     return () => {
       view.destroy();
-      sync?.dispose();
+      owned?.dispose();
       delete (el as HTMLElement & { __rldk?: unknown }).__rldk;
     };
   },

@@ -130,6 +130,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._alerts: list[dict[str, Any]] = []
         self._changed_since_snapshot = False
         self._snapshot_replaces = False
+        self._loading = True
         self._problems: dict[str, dict[str, str]] = {}
         self._step_counts: dict[tuple[str, str], list[int]] = {}
         super().__init__(**widget_kwargs)
@@ -151,7 +152,10 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._route.open(self.comm)
         self.on_msg(self._on_view_message)
         self._cell_end_hook = register_post_run_cell(self, RLDKDashboard._refresh_saved_state)
-        self.update_data()
+        self.update_data()  # what the folder holds goes to the views as one bounded snapshot, not as deltas
+        self._loading = False
+        if self._changed_since_snapshot:
+            self._send_snapshot(replace=True)
         if auto_refresh:
             self.enable_auto_refresh(refresh_interval)
 
@@ -509,7 +513,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             records = getattr(data, kind)
             if not records:
                 continue
-            added = run.add_records(records, prefix)
+            added = run.add_records(records, prefix, want_points=not self._loading)
             points.update(added.points)
             self._count_step_notes(run_id, kind, added.fallback_steps, added.inexact_steps, counted)
         alerts = []
@@ -518,7 +522,10 @@ class RLDKDashboard(anywidget.AnyWidget):
             alerts.append(alert)
             self._count_step_notes(run_id, "alerts", 0, int(inexact), counted)
         self._alerts.extend(alerts)
-        if data.reset:
+        if self._loading:
+            loaded = bool(alerts or data.reset) or any(getattr(data, kind) for kind in _SOURCES)
+            self._changed_since_snapshot = self._changed_since_snapshot or loaded
+        elif data.reset:
             self._send_snapshot(replace=True)
         elif points or alerts:
             self._channel.push(run_id, points, alerts)

@@ -155,7 +155,7 @@ export default {
       owned = sync = new Sync(model);
     }
     const view = new View(sync.store, el, sync.requests);
-    (el as HTMLElement & { __rldk?: unknown }).__rldk = { view, store: sync.store, sync };
+    (el as HTMLElement & { __rldk?: unknown }).__rldk = { view, store: sync.store, sync: owned, requests: sync.requests };
     return () => {
       view.destroy();
       owned?.dispose();

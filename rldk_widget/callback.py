@@ -19,6 +19,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .alerts import AlertMonitor, AlertRules
 from .arguments import reject_unknown
+from .health import CALLBACK_WRITER
 from .inbox import EventInbox
 from .metrics import as_number
 from .store import RunStore, default_run_id, validate_run_id
@@ -132,7 +133,8 @@ class RLDKCallback(TrainerCallback):
         self.trainer_kind = kind_from_class(args) or self.trainer_kind
         now = time.time()
         self._update_run_info(
-            {"max_steps": self.max_steps, "trainer": self.trainer_kind, "started": now, "timestamp": now}
+            {"max_steps": self.max_steps, "trainer": self.trainer_kind, "started": now, "timestamp": now,
+             "writer": CALLBACK_WRITER}
         )
 
     @_guarded

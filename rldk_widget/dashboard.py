@@ -24,8 +24,10 @@ import anywidget
 import pandas as pd
 import traitlets
 
+from .alerts import AlertRules
 from .arguments import reject_unknown
 from .fs import describe_error
+from .health import CALLBACK_WRITER, HealthChecks
 from .hf_state import TrainerStateReader
 from .inbox import EventInbox
 from .metrics import RLDKMetrics
@@ -51,7 +53,9 @@ _SOURCES = {"metrics": "", "ppo_metrics": "ppo:", "checkpoint_summary": "ckpt:"}
 _FILE_OF_EVENT = {"alert": "alerts"}
 """RLDKCallback event kinds whose run file has another name (the others are named as the event)."""
 _DEFAULT_PORT = 8501
-_CONSTRUCTOR_ARGS = ("output_dir", "port", "auto_refresh", "run_id", "refresh_interval", "storage_options")
+_CONSTRUCTOR_ARGS = (
+    "output_dir", "port", "auto_refresh", "run_id", "refresh_interval", "alert_rules", "storage_options"
+)
 WIDGET_KWARGS = ("layout", "tabbable", "tooltip", "_dom_classes")
 """ipywidgets layout arguments users pass to any widget; they go to the widget unchanged."""
 APPEND_READ_BACK_S = 0.1
@@ -102,10 +106,13 @@ class RLDKDashboard(anywidget.AnyWidget):
         auto_refresh: bool = True,
         run_id: str | None = None,
         refresh_interval: float = 5.0,
+        alert_rules: AlertRules | None = None,
         storage_options: Mapping[str, Any] | None = None,
         **widget_kwargs: Any,
     ) -> None:
-        """`storage_options` is for remote folders (fsspec URLs); a local folder does not use it.
+        """`alert_rules`: thresholds of the health checks the dashboard runs on runs without alerts of their own
+        (default: `AlertRules.for_trainer` of each run's trainer kind). `storage_options` is for remote folders
+        (fsspec URLs); a local folder does not use it.
         `widget_kwargs`: ipywidgets layout arguments (layout, tabbable, tooltip); anything else is a TypeError."""
         reject_unknown("RLDKDashboard()", widget_kwargs, [*_CONSTRUCTOR_ARGS, *WIDGET_KWARGS])
         self._local = threading.local()
@@ -126,6 +133,8 @@ class RLDKDashboard(anywidget.AnyWidget):
             validate_run_id(run_id)
         if not isinstance(refresh_interval, (int, float)) or not refresh_interval > 0:
             raise ValueError(f"refresh_interval must be a positive number of seconds, got {refresh_interval!r}")
+        if alert_rules is not None and not isinstance(alert_rules, AlertRules):
+            raise TypeError(f"alert_rules must be an AlertRules or None, got {type(alert_rules).__name__}")
         self._runs: dict[str, RunSeries] = {}
         self._alerts: list[dict[str, Any]] = []
         self._changed_since_snapshot = False
@@ -141,6 +150,10 @@ class RLDKDashboard(anywidget.AnyWidget):
         self.refresh_interval = float(refresh_interval)
         self._writer_run_id = run_id or default_run_id()
         self._trainer_state = TrainerStateReader(self.output_dir)
+        self._health = HealthChecks(
+            self._runs, self._lock, self._report_computed_alerts, alert_rules,
+            trainer_kind=lambda run_id: self.info.get(run_id, {}).get("trainer"),
+        )
         self._channel = DeltaChannel(self.send, self._lock)
         self._inbox = EventInbox(self._handle_callback_events, name="rldk-callback-events")
         self._appends = EventInbox(
@@ -273,6 +286,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             raise TypeError(f"expected an RLDKCallback (with add_listener), got {type(callback).__name__}")
         with self._lock:
             self._store(callback.run_id, Path(callback.output_dir))
+            self._recorded_by_callback(callback.run_id)
             if callback not in self._callbacks:
                 self._callbacks.append(callback)
                 callback.add_listener(self._on_callback_event)
@@ -432,6 +446,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._channel.close()
         self.pages.close()
         self._route.close()
+        self._health.close()
         unregister_post_run_cell(self._cell_end_hook)
         with self._lock:
             for store in self._stores.values():
@@ -485,6 +500,8 @@ class RLDKDashboard(anywidget.AnyWidget):
                 break
         info = store.read_info()
         if info is not None:
+            if info.get("writer") == CALLBACK_WRITER:
+                self._recorded_by_callback(run_id)
             self.set_run_info(run_id, info.get("max_steps"), info.get("trainer"), info.get("started"))
 
     def _poll_safely(self, run_id: str, kinds: tuple[str, ...] | None = None) -> None:
@@ -505,9 +522,12 @@ class RLDKDashboard(anywidget.AnyWidget):
         counted: dict[str, str] = {}
         for kind in data.reset:
             if kind == "alerts":
-                self._alerts = [a for a in self._alerts if a.get("run_id") != run_id]
+                self._alerts = [a for a in self._alerts if a.get("run_id") != run_id or a.get("computed")]
             else:
                 run.drop_prefix(_SOURCES[kind])
+            if kind == "metrics":
+                self._health.restart(run_id)
+                self._drop_computed_alerts(run_id)
         points: Points = {}
         for kind, prefix in _SOURCES.items():
             records = getattr(data, kind)
@@ -522,6 +542,8 @@ class RLDKDashboard(anywidget.AnyWidget):
             alerts.append(alert)
             self._count_step_notes(run_id, "alerts", 0, int(inexact), counted)
         self._alerts.extend(alerts)
+        if data.metrics:
+            self._health.touch(run_id)
         if self._loading:
             loaded = bool(alerts or data.reset) or any(getattr(data, kind) for kind in _SOURCES)
             self._changed_since_snapshot = self._changed_since_snapshot or loaded
@@ -531,6 +553,28 @@ class RLDKDashboard(anywidget.AnyWidget):
             self._channel.push(run_id, points, alerts)
             self._changed_since_snapshot = True
         self._note_problems(run_id, problems, write_errors, counted)
+
+    def _recorded_by_callback(self, run_id: str) -> None:
+        """The run has alerts of its own (RLDKCallback wrote it): no health checks, no computed alerts."""
+        if not self._health.is_recorded(run_id):
+            self._health.recorded_by_callback(run_id)
+            self._drop_computed_alerts(run_id)
+
+    def _drop_computed_alerts(self, run_id: str) -> None:
+        kept = [a for a in self._alerts if not (a.get("computed") and a.get("run_id") == run_id)]
+        if len(kept) != len(self._alerts):
+            self._alerts = kept
+            self._send_snapshot(replace=True)
+
+    def _report_computed_alerts(self, run_id: str, alerts: list[dict[str, Any]]) -> None:
+        """New alerts of the health checks (health.py), under the lock: shown like the others, never written."""
+        alerts = [alert_from_file(alert, run_id)[0] for alert in alerts]  # JSON-safe values, as alerts from files
+        self._alerts.extend(alerts)
+        if self._loading:
+            self._changed_since_snapshot = True
+            return
+        self._channel.push(run_id, {}, alerts)
+        self._changed_since_snapshot = True
 
     def _count_step_notes(self, run_id: str, kind: str, fallback: int, inexact: int, counted: dict[str, str]) -> None:
         """Running counts of records placed at a fallback step or an inexact one, as problems that update in place."""
@@ -594,6 +638,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             callback.flush()
         self._inbox.drain()
         self._appends.drain()
+        self._health.drain()
 
     def _handle_callback_events(self, events: list[Any]) -> None:
         """The callback inbox's pass (on the training thread when due, else on its worker): read what connected
@@ -619,7 +664,8 @@ class RLDKDashboard(anywidget.AnyWidget):
     def _live_value(self, name: str) -> Any:
         """The Python value of the `metrics` / `alerts` traits (traits.py): everything held now. While the widget
         builds its state for the views (`get_state`), nothing is read back (the caller may hold the lock)."""
-        if not getattr(self._local, "serializing", False) and hasattr(self, "_appends"):
+        owned = getattr(self._lock, "_is_owned", lambda: False)()  # reading back under the lock could deadlock
+        if not getattr(self._local, "serializing", False) and hasattr(self, "_appends") and not owned:
             self._catch_up()
         with self._lock:
             if name == "alerts":

@@ -2,7 +2,7 @@
 import type { Alert, Severity, Store, StoreChange } from "./store";
 import { el, formatClock, formatInt, formatValue } from "./dom";
 
-const STANDARD_KEYS = new Set(["run_id", "type", "message", "step", "severity", "timestamp"]);
+const STANDARD_KEYS = new Set(["run_id", "type", "message", "step", "severity", "timestamp", "computed"]);
 const MAX_ROWS = 500;
 const SEVERITY_ORDER: Severity[] = ["critical", "warning", "info"];
 
@@ -43,6 +43,7 @@ export class AlertPanel {
   constructor(
     private store: Store,
     private colorOf: (runId: string) => string,
+    private onOpen: (alert: Alert) => void = () => {},
   ) {
     this.chips = el("div", { className: "rldk-alert-filters" });
     this.list = el("div", { className: "rldk-alert-list", role: "list" });
@@ -118,15 +119,22 @@ export class AlertPanel {
     const run = el("span", { className: "rldk-alert-run", title: a.run_id }, [dot, document.createTextNode(a.run_id)]);
     const step = el("span", { className: "rldk-alert-step", textContent: a.step === null ? "" : `step ${formatInt(a.step)}` });
     const time = el("span", { className: "rldk-alert-time", textContent: formatClock(a.timestamp) });
+    const line: Node[] = [sev, type, run, step, time];
+    if (a.computed) line.push(el("span", { className: "rldk-alert-computed", textContent: "computed by the viewer", title: "this run has no alerts of its own: the dashboard ran the alert rules on what it read" }));
     const msg = el("div", { className: "rldk-alert-msg", textContent: a.message });
     const extras: string[] = [];
     for (const [k, v] of Object.entries(a)) {
       if (STANDARD_KEYS.has(k) || v === null || v === undefined) continue;
       extras.push(`${k}=${extraText(v)}`);
     }
-    const children: Node[] = [el("div", { className: "rldk-alert-line" }, [sev, type, run, step, time]), msg];
+    const children: Node[] = [el("div", { className: "rldk-alert-line" }, line), msg];
     if (extras.length) children.push(el("div", { className: "rldk-alert-extra", textContent: extras.join("  ") }));
     const row = el("div", { className: `rldk-alert rldk-alert-${a.severity}`, role: "listitem" }, children);
+    if (a.step !== null) {
+      row.classList.add("rldk-alert-clickable");
+      row.title = "show this step on the charts";
+      row.addEventListener("click", () => this.onOpen(a));
+    }
     return row;
   }
 }

@@ -120,3 +120,16 @@ def test_computed_alerts_reach_a_view_that_is_already_shown(tmp_path):
         assert not tap.wire_errors, tap.wire_errors
     finally:
         dash.close()
+
+
+def test_figure_and_save_html_show_the_alert_markers(tmp_path):
+    write_trainer_state(tmp_path, grpo_history(60, nan_at=30))
+    dash = RLDKDashboard.from_dir(tmp_path, auto_refresh=False)
+    try:
+        figure = dash.figure(metrics=["grad_norm", "loss"])
+        (markers,) = [trace for trace in figure.data if trace.name == "critical alerts"]
+        assert list(markers.x) == [30.0] and markers.y[0] == 0.5  # a NaN value sits on its curve
+        page = dash.save_html(tmp_path / "report.html").read_text()
+        assert '"computed":true' in page and '"metric":"grad_norm"' in page
+    finally:
+        dash.close()

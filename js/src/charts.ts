@@ -573,17 +573,19 @@ export class ChartGrid {
   private listen(c: Chart): void {
     const plot = c.plot as HTMLElement & { on?: (event: string, fn: (e: unknown) => void) => void };
     plot.on?.("plotly_click", (event: unknown) => {
-      const points = (event as { points?: Array<{ data?: { meta?: unknown; rldkRun?: unknown }; customdata?: unknown; x?: unknown; pointIndex?: number }> }).points;
-      const p = points?.[0];
-      if (!p) return;
-      if (p.data?.meta === "rldk-alert" && typeof p.customdata === "number") {
-        this.onClick({ kind: "alert", index: p.customdata });
+      type Point = { data?: { meta?: unknown; rldkRun?: unknown }; customdata?: unknown; x?: unknown };
+      const points = (event as { points?: Point[] }).points ?? [];
+      // "x unified" hover reports every trace at the step: an alert marker among them wins
+      const marker = points.find((p) => p.data?.meta === "rldk-alert" && typeof p.customdata === "number");
+      if (marker) {
+        this.onClick({ kind: "alert", index: marker.customdata as number });
         return;
       }
-      const runId = p.data?.rldkRun;
+      const p = points.find((q) => typeof q.data?.rldkRun === "string");
+      if (!p) return;
       const step = typeof p.customdata === "number" ? p.customdata : this.settings.xMode === "step" ? p.x : NaN;
-      if (typeof runId === "string" && typeof step === "number" && Number.isFinite(step)) {
-        this.onClick({ kind: "point", chart: c.name, runId, step });
+      if (typeof step === "number" && Number.isFinite(step)) {
+        this.onClick({ kind: "point", chart: c.name, runId: p.data!.rldkRun as string, step });
       }
     });
   }

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import threading
 import time
@@ -62,8 +63,13 @@ APPEND_READ_BACK_S = 0.1
 """`add_metrics` writes at once and reads its records back into the views in passes this far apart; the last
 records of a burst are read back within about 1.5 times this after the burst ends."""
 SNAPSHOT_POINT_BUDGET = 30_000
-"""Points the `metrics` snapshot carries at most (≈0.65 MB of JSON): longer series are decimated to keep
-first, last, minima and maxima. Deltas always carry every point; `to_dataframe()` always has all data."""
+"""Points the `metrics` snapshot carries at most, over all the runs it holds (≈0.65 MB of JSON): longer series are
+decimated to keep first, last, minima and maxima. Deltas always carry every point; `to_dataframe()` and
+`dash.metrics` always have all data."""
+MIN_SERIES_POINTS = 100
+"""A series in a snapshot keeps at least this many points (a selection of 10 runs × 30 metrics stays ≤ 30k)."""
+DEFAULT_SELECTED = 10
+"""Runs the charts show by default: all runs up to this many, else this many with the newest records."""
 HTML_POINT_BUDGET = 400_000
 """Points `save_html` keeps at most (≈ 10 MB of page): a static report can afford more than the live snapshot."""
 _running_dashboards: "weakref.WeakSet[RLDKDashboard]" = weakref.WeakSet()
@@ -98,6 +104,8 @@ class RLDKDashboard(anywidget.AnyWidget):
     status = traitlets.Dict({"level": "ok", "message": ""}).tag(sync=True)
     info = traitlets.Dict().tag(sync=True)
     default_charts = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    selected = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """The runs the charts show, in colour order (every view of the widget shows the same); see `select`."""
 
     def __init__(
         self,
@@ -140,6 +148,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._changed_since_snapshot = False
         self._snapshot_replaces = False
         self._loading = True
+        self._selection_explicit = False
         self._problems: dict[str, dict[str, str]] = {}
         self._step_counts: dict[tuple[str, str], list[int]] = {}
         super().__init__(**widget_kwargs)
@@ -166,6 +175,8 @@ class RLDKDashboard(anywidget.AnyWidget):
         self.on_msg(self._on_view_message)
         self._cell_end_hook = register_post_run_cell(self, RLDKDashboard._refresh_saved_state)
         self.update_data()  # what the folder holds goes to the views as one bounded snapshot, not as deltas
+        if not self._selection_explicit:
+            self._select_default()  # now that the records are in: the newest runs
         self._loading = False
         if self._changed_since_snapshot:
             self._send_snapshot(replace=True)
@@ -402,8 +413,12 @@ class RLDKDashboard(anywidget.AnyWidget):
                 "status": dict(self.status),
                 "info": dict(self.info),
                 "default_charts": list(self.default_charts),
+                "selected": list(self.selected),
             }
-            runs = ", ".join(self.run_ids) or "no runs"
+            shown = list(self.selected)
+            runs = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "") or "no runs"
+            if len(self.run_ids) > len(shown):
+                runs += f" ({len(shown)} of {len(self.run_ids)} runs)"
         saved = time.strftime("%Y-%m-%d %H:%M:%S")
         return write_html(
             path,
@@ -466,7 +481,68 @@ class RLDKDashboard(anywidget.AnyWidget):
         if run is None:
             run = self._runs[run_id] = RunSeries()
             self.run_ids = [*self.run_ids, run_id]
+            if not self._selection_explicit:
+                self._select_default()
         return run
+
+    # ---- selection ---------------------------------------------------------------------------------------
+    def select(self, run_ids: Iterable[str] | None) -> None:
+        """Show these runs on the charts (every view), in this order; None: back to the default (all runs up to
+        ten, else the ten with the newest records, following new runs)."""
+        with self._lock:
+            if run_ids is None:
+                self._selection_explicit = False
+                self._select_default()
+                return
+            wanted = list(dict.fromkeys(run_ids))
+            unknown = [run for run in wanted if run not in self._runs]
+            if unknown:
+                raise ValueError(f"unknown run ids {unknown[:5]}; known: {list(self.run_ids)[:20]}")
+            self._selection_explicit = True
+            self.selected = wanted
+
+    def _select_default(self) -> None:
+        runs = list(self.run_ids)
+        if len(runs) > DEFAULT_SELECTED:
+            runs = sorted(runs, key=self._recency, reverse=True)
+            runs = sorted(runs[:DEFAULT_SELECTED], key=list(self.run_ids).index)
+        if runs != list(self.selected):
+            self.selected = runs
+
+    def _recency(self, run_id: str) -> float:
+        """When the run last logged (its newest timestamp); a run with no records yet is a new one: the newest."""
+        series = self._runs[run_id]
+        if not series.record_count:
+            return math.inf
+        latest = series.latest("timestamp")
+        return latest if latest is not None and math.isfinite(latest) else -math.inf
+
+    @traitlets.validate("selected")
+    def _valid_selection(self, proposal: Any) -> list[str]:
+        """What a view asks for is kept to known runs (a view may hold a stale list)."""
+        return [run for run in dict.fromkeys(proposal["value"]) if isinstance(run, str) and run in self._runs]
+
+    @traitlets.observe("selected")
+    def _on_selection(self, change: Any) -> None:
+        """Runs that became selected travel to the views whole (bounded), in order with the deltas; runs no longer
+        selected are dropped from the views and get no more deltas."""
+        if getattr(self, "_loading", True) or not hasattr(self, "_channel"):
+            return
+        with self._lock:
+            if self._local_selection_change():
+                self._selection_explicit = True
+            old, new = set(change["old"]), list(change["new"])
+            added = [run for run in new if run not in old]
+            cap = self._series_cap(new, SNAPSHOT_POINT_BUDGET)
+            for run in added:
+                self._channel.replace_run(run, self._runs[run].encoded(cap))
+            for run in old - set(new):
+                self._channel.drop_run(run)
+            self._changed_since_snapshot = True
+
+    def _local_selection_change(self) -> bool:
+        """The change came from a view (ipywidgets sets traits from the views while holding `_property_lock`)."""
+        return "selected" in getattr(self, "_property_lock", {})
 
     def set_run_info(
         self, run_id: str, max_steps: int | None = None, trainer_kind: str | None = None, started: float | None = None
@@ -550,7 +626,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         elif data.reset:
             self._send_snapshot(replace=True)
         elif points or alerts:
-            self._channel.push(run_id, points, alerts)
+            self._channel.push(run_id, points if run_id in self.selected else {}, alerts)
             self._changed_since_snapshot = True
         self._note_problems(run_id, problems, write_errors, counted)
 
@@ -708,10 +784,14 @@ class RLDKDashboard(anywidget.AnyWidget):
             return {"seq": seq, "runs": self._encoded_runs(SNAPSHOT_POINT_BUDGET)}
 
     def _encoded_runs(self, point_budget: int) -> dict[str, Any]:
-        """Every run's series, encoded; each series decimated to its share of `point_budget` (at least 500)."""
-        series_count = sum(len(run.columns) for run in self._runs.values())
-        cap = max(500, point_budget // max(1, series_count))
-        return {run_id: run.encoded(cap) for run_id, run in self._runs.items()}
+        """The selected runs' series, encoded; each series decimated to its share of `point_budget`."""
+        selected = [run for run in self.selected if run in self._runs]
+        cap = self._series_cap(selected, point_budget)
+        return {run_id: self._runs[run_id].encoded(cap) for run_id in selected}
+
+    def _series_cap(self, runs: list[str], point_budget: int) -> int:
+        series_count = sum(len(self._runs[run].columns) for run in runs if run in self._runs)
+        return max(MIN_SERIES_POINTS, point_budget // max(1, series_count))
 
     def _refresh_saved_state(self, *_args: Any) -> None:
         """After each cell: bring the traitlet snapshot up to date, so a notebook saved now holds the run

@@ -31,6 +31,8 @@ class DeltaChannel:
         self.messages_sent = 0
         self._points: dict[str, Points] = {}
         self._alerts: list[dict[str, Any]] = []
+        self._replaced: dict[str, dict[str, Any]] = {}
+        self._dropped: set[str] = set()
         self._last_sent = 0.0
         self._flush_wanted = threading.Event()
         self._flusher: threading.Thread | None = None
@@ -52,15 +54,35 @@ class DeltaChannel:
                         column[0].extend(xs)
                         column[1].extend(ys)
             self._alerts.extend(alerts)
-            if not self._points and not self._alerts:
+            if self._empty():
                 return
             self._flush_or_schedule()
+
+    def replace_run(self, run_id: str, encoded: dict[str, Any]) -> None:
+        """The views replace what they hold of `run_id` with `encoded` (its series now, in the protocol's form);
+        points queued for it before are in it already, points pushed after it apply on top."""
+        with self._lock:
+            self._points.pop(run_id, None)
+            self._dropped.discard(run_id)
+            self._replaced[run_id] = encoded
+            self._flush_or_schedule()
+
+    def drop_run(self, run_id: str) -> None:
+        """The views forget `run_id`'s series (no longer shown)."""
+        with self._lock:
+            self._points.pop(run_id, None)
+            self._replaced.pop(run_id, None)
+            self._dropped.add(run_id)
+            self._flush_or_schedule()
+
+    def _empty(self) -> bool:
+        return not (self._points or self._alerts or self._replaced or self._dropped)
 
     def send_tail(self) -> None:
         """What is queued is the end of a burst (no pushes follow): send it one interval after the last send, not
         two (the flusher's wait that leaves sends to a still-pushing thread)."""
         with self._lock:
-            if not self._points and not self._alerts:
+            if self._empty():
                 return
             self._tail = True
             self._retime.set()
@@ -86,7 +108,7 @@ class DeltaChannel:
             with self._lock:
                 if self._closed:
                     return False
-                if not self._points and not self._alerts:
+                if self._empty():
                     self._flush_wanted.clear()  # a caller sent it; the next deferred push wakes this thread
                     return True
                 wait = self._last_sent + (1 if self._tail else 2) * self.min_interval - time.monotonic()
@@ -100,17 +122,23 @@ class DeltaChannel:
     def flush(self) -> None:
         """Send everything queued as one delta message (no-op when nothing is queued)."""
         with self._lock:
-            if not self._points and not self._alerts:
+            if self._empty():
                 return
             self.seq += 1
-            message = {
+            message: dict[str, Any] = {
                 "type": "delta",
                 "seq": self.seq,
                 "metrics": {run: encode_points(points) for run, points in self._points.items()},
                 "alerts": self._alerts,
             }
+            if self._replaced:
+                message["replace_runs"] = self._replaced
+            if self._dropped:
+                message["drop_runs"] = sorted(self._dropped)
             self._points = {}
             self._alerts = []
+            self._replaced = {}
+            self._dropped = set()
             self._tail = False
             self._last_sent = time.monotonic()
             if self._closed:
@@ -127,9 +155,11 @@ class DeltaChannel:
         replace what views hold (`replace`); otherwise it equals the last delta's seq and views that are in sync
         keep their own, full-resolution data (docs/protocol.md)."""
         with self._lock:
-            if self._points or self._alerts or replace:
+            if not self._empty() or replace:
                 self._points = {}
                 self._alerts = []
+                self._replaced = {}
+                self._dropped = set()
                 self.seq += 1
             return self.seq
 

@@ -333,6 +333,8 @@ export class Store {
   /** seq of the last applied snapshot or delta */
   lastSeq = 0;
   runIds: string[] = [];
+  /** the runs the charts show, in colour order (the `selected` trait); empty: every run */
+  selected: string[] = [];
   status: Status = { level: "ok", message: "" };
   info: Record<string, RunInfo> = {};
   defaultCharts: string[] = [];
@@ -392,13 +394,29 @@ export class Store {
     this.emit({ kind: "meta", series: new Set(), runs: new Set(), alerts: true, all: false });
   }
 
-  /** Apply one delta message's payload (the caller has checked seq). */
-  applyDelta(seq: number, metrics: unknown, alerts: unknown): void {
+  /**
+   * Apply one delta message's payload (the caller has checked seq): runs replaced whole (newly selected) and runs
+   * dropped (no longer selected) first, then the appended points.
+   */
+  applyDelta(seq: number, metrics: unknown, alerts: unknown, replaced?: unknown, dropped?: unknown): void {
     this.lastSeq = seq;
     const touched = new Set<string>();
     const runs = new Set<string>();
     const now = Date.now();
     let newNames = false;
+    if (Array.isArray(dropped)) {
+      for (const runId of dropped) if (typeof runId === "string" && this.runs.delete(runId)) newNames = true;
+    }
+    if (isObject(replaced)) {
+      for (const [runId, data] of Object.entries(replaced)) {
+        const run: Run = new Map();
+        this.runs.set(runId, run);
+        applyRunData(run, data, touched);
+        runs.add(runId);
+        this.receivedAt.set(runId, now);
+        newNames = true;
+      }
+    }
     if (isObject(metrics)) {
       for (const [runId, data] of Object.entries(metrics)) {
         let run = this.runs.get(runId);
@@ -420,9 +438,11 @@ export class Store {
     this.emit({ kind: "delta", series: touched, runs, alerts: newAlerts.length > 0, all: newNames });
   }
 
-  setMeta(meta: { runIds?: unknown; status?: unknown; info?: unknown; defaultCharts?: unknown }): void {
+  setMeta(meta: { runIds?: unknown; selected?: unknown; status?: unknown; info?: unknown; defaultCharts?: unknown }): void {
     if (meta.runIds !== undefined)
       this.runIds = Array.isArray(meta.runIds) ? meta.runIds.filter((r): r is string => typeof r === "string") : [];
+    if (meta.selected !== undefined)
+      this.selected = Array.isArray(meta.selected) ? meta.selected.filter((r): r is string => typeof r === "string") : [];
     if (meta.status !== undefined) {
       const s = isObject(meta.status) ? meta.status : {};
       const level = s.level === "info" || s.level === "warning" || s.level === "error" ? s.level : "ok";
@@ -450,9 +470,10 @@ export class Store {
     this.emit({ kind: "meta", series: new Set(), runs: new Set(), alerts: false, all: true });
   }
 
-  /** Run ids in colour order: the `run_ids` trait first, then runs only seen in data. */
+  /** The runs the charts show, in colour order: the selection (or every run in `run_ids` order when there is
+   * none), then runs only seen in data (a page saved without the selection). */
   orderedRuns(): string[] {
-    const out = this.runIds.slice();
+    const out = (this.selected.length ? this.selected : this.runIds).slice();
     const seen = new Set(out);
     for (const r of this.runs.keys()) if (!seen.has(r)) out.push(r);
     return out;

@@ -12,12 +12,13 @@ interface Traits {
   status: unknown;
   info: unknown;
   default_charts: unknown;
+  selected: unknown;
   [key: string]: unknown;
 }
 
 type Model = AnyModel<Traits>;
 
-const TRAITS = ["metrics", "alerts", "run_ids", "status", "info", "default_charts"] as const;
+const TRAITS = ["metrics", "alerts", "run_ids", "status", "info", "default_charts", "selected"] as const;
 
 /**
  * anywidget hands `initialize` and each `render` a different proxy object for the same underlying model, so
@@ -49,6 +50,8 @@ export interface DeltaMessage {
   seq: number;
   metrics?: unknown;
   alerts?: unknown;
+  replace_runs?: unknown;
+  drop_runs?: unknown;
 }
 
 function snapshotSeq(metrics: unknown): number {
@@ -80,6 +83,7 @@ export class Sync {
     on("change:status", () => this.store.setMeta({ status: model.get("status") }));
     on("change:info", () => this.store.setMeta({ info: model.get("info") }));
     on("change:default_charts", () => this.store.setMeta({ defaultCharts: model.get("default_charts") }));
+    on("change:selected", () => this.store.setMeta({ selected: model.get("selected") }));
     on("change", () => register(model, this));
 
     this.store.setMeta({
@@ -87,6 +91,7 @@ export class Sync {
       status: model.get("status"),
       info: model.get("info"),
       defaultCharts: model.get("default_charts"),
+      selected: model.get("selected"),
     });
     this.onSnapshot();
     register(model, this);
@@ -123,7 +128,7 @@ export class Sync {
     const last = this.store.lastSeq;
     if (m.seq <= last) return; // already covered by the snapshot or an earlier delta
     if (m.seq === last + 1) {
-      this.store.applyDelta(m.seq, m.metrics, m.alerts);
+      this.store.applyDelta(m.seq, m.metrics, m.alerts, m.replace_runs, m.drop_runs);
       return;
     }
     // gap: ask for a snapshot once; the kernel re-sends `metrics` + `alerts` and change:metrics resets us
@@ -132,6 +137,12 @@ export class Sync {
       this.snapshotRequests++;
       this.model.send({ type: "request_snapshot" });
     }
+  }
+
+  /** Show these runs on the charts (every view of the model; the kernel sends their series). */
+  select(runIds: string[]): void {
+    this.model.set("selected", runIds);
+    this.model.save_changes();
   }
 
   dispose(): void {

@@ -68,6 +68,9 @@ decimated to keep first, last, minima and maxima. Deltas always carry every poin
 `dash.metrics` always have all data."""
 MIN_SERIES_POINTS = 100
 """A series in a snapshot keeps at least this many points (a selection of 10 runs × 30 metrics stays ≤ 30k)."""
+SNAPSHOT_ALERTS = 500
+"""Alerts the `alerts` snapshot carries at most (the newest); the counts of the older ones travel in `metrics`
+(`alert_counts`), so the badge and the Alerts tab say how many there are. `dash.alerts` has every alert."""
 DEFAULT_SELECTED = 10
 """Runs the charts show by default: all runs up to this many, else this many with the newest records."""
 HTML_POINT_BUDGET = 400_000
@@ -406,9 +409,11 @@ class RLDKDashboard(anywidget.AnyWidget):
             raise ValueError(f"max_points must be a positive int, got {max_points!r}")
         self._catch_up()
         with self._lock:
+            kept_alerts = max(SNAPSHOT_ALERTS, max_points // 100)
             traits = {
-                "metrics": {"seq": 0, "runs": self._encoded_runs(max_points)},
-                "alerts": list(self._alerts),
+                "metrics": {"seq": 0, "runs": self._encoded_runs(max_points),
+                            "alert_counts": self._older_alert_counts(kept_alerts)},
+                "alerts": self._alerts[-kept_alerts:],
                 "run_ids": list(self.run_ids),
                 "status": dict(self.status),
                 "info": dict(self.info),
@@ -781,7 +786,18 @@ class RLDKDashboard(anywidget.AnyWidget):
         with self._lock:
             replace = getattr(self, "_snapshot_replaces", False)
             seq = self._channel.snapshot_seq(replace) if hasattr(self, "_channel") else 0
-            return {"seq": seq, "runs": self._encoded_runs(SNAPSHOT_POINT_BUDGET)}
+            return {
+                "seq": seq,
+                "runs": self._encoded_runs(SNAPSHOT_POINT_BUDGET),
+                "alert_counts": self._older_alert_counts(SNAPSHOT_ALERTS),
+            }
+
+    def _older_alert_counts(self, kept: int) -> dict[str, int]:
+        """Counts by severity of the alerts older than the newest `kept` (those a bounded list leaves out)."""
+        counts = dict.fromkeys(SEVERITIES, 0)
+        for alert in self._alerts[: max(0, len(self._alerts) - kept)]:
+            counts[alert.get("severity", "warning")] = counts.get(alert.get("severity", "warning"), 0) + 1
+        return counts
 
     def _encoded_runs(self, point_budget: int) -> dict[str, Any]:
         """The selected runs' series, encoded; each series decimated to its share of `point_budget`."""
@@ -805,7 +821,7 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _snapshot_alerts(self) -> list[dict[str, Any]]:
         with self._lock:
-            return list(self._alerts)
+            return self._alerts[-SNAPSHOT_ALERTS:]
 
     def _on_view_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
         """A view's message (on the kernel's main thread between cells, or on the widget's subshell while a cell

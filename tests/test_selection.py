@@ -105,3 +105,17 @@ def test_the_synced_state_stays_bounded_with_hundreds_of_runs(tmp_path):
         assert len(state["run_ids"]) == 120 and len(state["selected"]) == 10
     finally:
         dash.close()
+
+
+def test_the_alerts_snapshot_keeps_the_newest_and_counts_the_older(tmp_path):
+    dash = RLDKDashboard(output_dir=tmp_path, run_id="r", auto_refresh=False)
+    try:
+        for step in range(700):
+            dash.add_alert({"type": "t", "message": f"m{step}", "step": step,
+                            "severity": "critical" if step < 100 else "warning"})
+        state = dash.get_state(["alerts", "metrics"])
+        assert [a["message"] for a in state["alerts"]] == [f"m{s}" for s in range(200, 700)]
+        assert state["metrics"]["alert_counts"] == {"info": 0, "warning": 100, "critical": 100}
+        assert len(dash.alerts) == 700
+    finally:
+        dash.close()

@@ -13,9 +13,16 @@ export interface AlertCounts {
   info: number;
 }
 
-export function countAlerts(alerts: Alert[]): AlertCounts {
+/** Counts by severity of `alerts` plus `older` ones that are counted but not held. */
+export function countAlerts(alerts: Alert[], older?: Record<Severity, number>): AlertCounts {
   const c: AlertCounts = { total: alerts.length, critical: 0, warning: 0, info: 0 };
   for (const a of alerts) c[a.severity]++;
+  if (older) {
+    for (const sev of SEVERITY_ORDER) {
+      c[sev] += older[sev];
+      c.total += older[sev];
+    }
+  }
   return c;
 }
 
@@ -73,7 +80,8 @@ export class AlertPanel {
     if (!this.visible || !this.dirty) return;
     this.dirty = false;
     const alerts = this.store.alerts;
-    const counts = countAlerts(alerts);
+    const counts = countAlerts(alerts, this.store.olderAlerts);
+    const older = counts.total - alerts.length;
     this.renderChips(counts);
     const rows = document.createDocumentFragment();
     let shown = 0;
@@ -91,7 +99,10 @@ export class AlertPanel {
       rows.append(el("div", { className: "rldk-empty", textContent: alerts.length ? "No alerts of this severity." : "No alerts yet." }));
     }
     this.list.replaceChildren(rows);
-    this.more.textContent = matching > shown ? `showing the newest ${shown} of ${formatInt(matching)}` : "";
+    const parts = [];
+    if (matching > shown) parts.push(`showing the newest ${shown} of ${formatInt(matching)}`);
+    if (older > 0) parts.push(`${formatInt(older)} older alerts are counted above but not listed here (dash.alerts in Python has all)`);
+    this.more.textContent = parts.join("; ");
   }
 
   private renderChips(c: AlertCounts): void {

@@ -327,9 +327,14 @@ function applyRunData(run: Run, data: unknown, touched: Set<string>): void {
 
 export type Listener = (change: StoreChange) => void;
 
+/** Alerts a view holds at most (the newest); older ones are counted in `olderAlerts`. */
+const MAX_ALERTS = 2000;
+
 export class Store {
   runs = new Map<string, Run>();
   alerts: Alert[] = [];
+  /** counts by severity of alerts the kernel or this store left out of `alerts` (only the newest travel) */
+  olderAlerts: Record<Severity, number> = { info: 0, warning: 0, critical: 0 };
   /** seq of the last applied snapshot or delta */
   lastSeq = 0;
   runIds: string[] = [];
@@ -384,6 +389,12 @@ export class Store {
       }
     }
     this.alerts = normalizeAlerts(alerts);
+    const older = isObject(m.alert_counts) ? m.alert_counts : {};
+    for (const sev of ["info", "warning", "critical"] as const) {
+      const n = older[sev];
+      this.olderAlerts[sev] = typeof n === "number" && n > 0 ? n : 0;
+    }
+    this.trimAlerts();
     this.namesVersion++;
     this.emit({ kind: "snapshot", series: touched, runs: new Set(this.runs.keys()), alerts: true, all: true });
   }
@@ -434,8 +445,23 @@ export class Store {
     }
     if (newNames) this.namesVersion++;
     const newAlerts = normalizeAlerts(alerts);
-    if (newAlerts.length) this.alerts.push(...newAlerts);
+    if (newAlerts.length) {
+      this.alerts.push(...newAlerts);
+      this.trimAlerts();
+    }
     this.emit({ kind: "delta", series: touched, runs, alerts: newAlerts.length > 0, all: newNames });
+  }
+
+  private trimAlerts(): void {
+    const extra = this.alerts.length - MAX_ALERTS;
+    if (extra <= 0) return;
+    for (const a of this.alerts.slice(0, extra)) this.olderAlerts[a.severity]++;
+    this.alerts = this.alerts.slice(extra);
+  }
+
+  /** How many alerts there are (the newest in `alerts`, the older ones counted). */
+  get alertTotal(): number {
+    return this.alerts.length + this.olderAlerts.info + this.olderAlerts.warning + this.olderAlerts.critical;
   }
 
   setMeta(meta: { runIds?: unknown; selected?: unknown; status?: unknown; info?: unknown; defaultCharts?: unknown }): void {

@@ -308,7 +308,7 @@ export class View {
     this.tabBtns.ppo.hidden = !hasPpo;
     this.tabBtns.ckpt.hidden = !hasCkpt;
     if ((this.active === "ppo" && !hasPpo) || (this.active === "ckpt" && !hasCkpt)) this.setTab("charts");
-    const c = countAlerts(this.store.alerts);
+    const c = countAlerts(this.store.alerts, this.store.olderAlerts);
     this.alertBadge.textContent = `(${c.total})`;
     this.alertBadge.className = "rldk-badge" + (c.critical ? " rldk-badge-critical" : c.warning ? " rldk-badge-warning" : "");
   }

@@ -1,9 +1,12 @@
-"""Tiny offline fixtures: the tokenizer and Llama models of `rldk_widget.demo_models`, built locally (no hub
-access), and TRL trainers over them."""
+"""Fixtures: every test is checked for dashboards left open and rldk threads left running (`no_rldk_leftovers`);
+`dashboards` makes dashboards that are closed however the test ends; tiny offline models (the tokenizer and Llama
+models of `rldk_widget.demo_models`, built locally, no hub access) and TRL trainers over them."""
 
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -15,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import wait_until
+
 from rldk_widget.demo_models import (  # tests/capture_trl_logs.py imports build_tiny_assets from here
     build_tiny_assets,
     grpo_prompts,
@@ -22,6 +27,76 @@ from rldk_widget.demo_models import (  # tests/capture_trl_logs.py imports build
     reward_words,
     synthetic_lines,
 )
+
+
+LINGERING_THREADS = ("rldk-callback-writes",)
+"""rldk threads that may outlive a test: an RLDKCallback has no close() (a trainer may call train() again), so its
+writer thread ends within a minute of the callback being dropped, by design. Every other rldk thread must be gone
+once the dashboards that started it are closed."""
+
+
+@pytest.fixture(autouse=True)
+def no_rldk_leftovers(monkeypatch):
+    """Fail a test that leaves an RLDKDashboard open or an rldk thread running (after closing what it left, so the
+    next test starts clean). A dashboard that is not closed is never collected (ipywidgets keeps every open widget)
+    and keeps its threads: close dashboards in `finally`, or make them with the `dashboards` fixture."""
+    from rldk_widget import RLDKDashboard
+
+    before = set(threading.enumerate())
+    created: list[weakref.ref] = []
+    init = RLDKDashboard.__init__
+
+    def tracking_init(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        created.append(weakref.ref(self))
+
+    monkeypatch.setattr(RLDKDashboard, "__init__", tracking_init)
+    yield
+    monkeypatch.setattr(RLDKDashboard, "__init__", init)
+    left_open = [dash for dash in (ref() for ref in created) if dash is not None and dash.comm is not None]
+    for dash in left_open:
+        dash.close()
+
+    def running() -> list[str]:
+        return [
+            thread.name for thread in threading.enumerate()
+            if thread not in before and thread.is_alive() and thread.name.startswith("rldk-")
+            and not thread.name.startswith(LINGERING_THREADS)
+        ]
+
+    try:
+        wait_until(lambda: not running(), timeout=10, what="rldk threads to end")
+    except TimeoutError:
+        pass
+    problems = [f"{len(left_open)} RLDKDashboard(s) left open"] if left_open else []
+    if running():
+        problems.append(f"rldk threads still running 10 s after the test: {running()}")
+    if problems:
+        pytest.fail("; ".join(problems) + " (close dashboards in `finally` or use the `dashboards` fixture)")
+
+
+@pytest.fixture
+def dashboards():
+    """`dashboards(output_dir, ...)` -> a new RLDKDashboard, `dashboards.from_dir(path, ...)` ->
+    `RLDKDashboard.from_dir(path, ...)` (auto_refresh off unless asked for), closed after the test however it ends."""
+    from rldk_widget import RLDKDashboard
+
+    made: list[RLDKDashboard] = []
+
+    def make(*args, **kwargs) -> RLDKDashboard:
+        kwargs.setdefault("auto_refresh", False)
+        made.append(RLDKDashboard(*args, **kwargs))
+        return made[-1]
+
+    def from_dir(path, **kwargs) -> RLDKDashboard:
+        kwargs.setdefault("auto_refresh", False)
+        made.append(RLDKDashboard.from_dir(path, **kwargs))
+        return made[-1]
+
+    make.from_dir = from_dir
+    yield make
+    for dash in made:
+        dash.close()
 
 
 @pytest.fixture(scope="session")

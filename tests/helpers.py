@@ -1,11 +1,14 @@
-"""Shared test helpers: tap a widget's comm, check every message would survive the kernel's wire encoding, and
-replay the messages into a model of the view (the same snapshot / delta rules as js/src/widget.ts)."""
+"""Shared test helpers: wait for a condition (`wait_until`), a clock the test moves (`FakeClock`), tap a widget's
+comm, check every message would survive the kernel's wire encoding, and replay the messages into a model of the
+view (the same snapshot / delta rules as js/src/widget.ts)."""
 
 from __future__ import annotations
 
 import base64
 import math
-from typing import Any
+import threading
+import time
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -16,6 +19,82 @@ except ImportError:  # pragma: no cover - jupyter_client comes with ipykernel
 
     def json_packer(obj: Any) -> bytes:
         return json.dumps(obj, ensure_ascii=False, allow_nan=False).encode("utf8", errors="surrogateescape")
+
+
+T = TypeVar("T")
+
+DEADLINE_S = 30.0
+"""How long `wait_until` waits by default: generous, since a condition that holds returns at once and only a broken
+one waits this long."""
+
+
+def wait_until(
+    condition: Callable[[], T],
+    timeout: float = DEADLINE_S,
+    what: str | None = None,
+    interval: float = 0.01,
+    retry_on: tuple[type[BaseException], ...] = (),
+) -> T:
+    """Call `condition()` until it returns something truthy and return that value; after `timeout` seconds raise
+    TimeoutError naming `what` and the last value seen. An exception of a type in `retry_on` counts as "not yet"
+    (the last one is named on timeout); any other exception, and always an AssertionError, propagates at once, so
+    a check that failed is reported as itself, not as a timeout."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    last_error: BaseException | None = None
+    while True:
+        try:
+            last = condition()
+            last_error = None
+            if last:
+                return last
+        except AssertionError:
+            raise
+        except retry_on as err:
+            last_error = err
+        if time.monotonic() >= deadline:
+            detail = f"last error: {last_error!r}" if last_error is not None else f"last value: {repr(last)[:300]}"
+            raise TimeoutError(f"timed out after {timeout:g} s waiting for {what or condition!r} ({detail})")
+        time.sleep(interval)
+
+
+class FakeClock:
+    """Stands in for the `time` module of an rldk_widget module that reads the clock through its module global
+    (`inbox.py` and `transport.py` call `time.monotonic()`): `monkeypatch.setattr(rldk_widget.inbox, "time", clock)`.
+    `monotonic()` returns what the test set with `advance()`; `sleep()` waits a real moment without moving the
+    clock (so a thread that sleeps until a deadline polls instead of spinning) and counts the calls in `sleeps`;
+    everything else is the real `time`."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps = 0  # calls of sleep(): a thread sleeping until a deadline has looked at the clock again
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        time.sleep(min(max(seconds, 0.0), 0.005))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
+class CountingEvent(threading.Event):
+    """An Event that counts its timed waits: put in place of an EventInbox's `_closed`, it counts the worker's looks
+    at the queue (each look is a `_closed.wait(look)`)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.timed_waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if timeout is not None:
+            self.timed_waits += 1
+        return super().wait(timeout)
 
 
 def decode(column: str) -> np.ndarray:

@@ -3,6 +3,7 @@ lasting condition gives at most an onset and one escalation."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -11,6 +12,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rldk_widget.alerts import RULE_TYPES, SEVERITIES, AlertMonitor, AlertRules
+from rldk_widget.trl_keys import log_record
+
+from trl_logs import GRPO_LOG, HEALTHY_GRPO_LOG
 
 
 def run(rows: list[dict], rules: AlertRules | None = None, start: int = 1) -> list[dict]:
@@ -202,6 +206,35 @@ def test_for_trainer_defaults():
     reward = AlertRules.for_trainer("reward", cooldown_steps=10)
     assert "reward_collapse" in reward.disabled and reward.cooldown_steps == 10
     assert AlertRules.for_trainer(None) == AlertRules()
+
+
+POLICY_REWARD_RULES = {"reward_collapse", "zero_reward_variance", "reward_hacking"}
+
+
+@pytest.mark.parametrize("kind", ["sft", "reward"])
+def test_for_trainer_sft_and_reward_turn_off_only_the_policy_reward_rules(kind):
+    rules = AlertRules.for_trainer(kind)
+    assert rules.disabled == POLICY_REWARD_RULES and dataclasses.replace(rules, disabled=frozenset()) == AlertRules()
+    for rule in RULE_TYPES:
+        bad, _ = CASES[rule]
+        fired = {a["type"] for a in run(bad, rules)}
+        if rule in POLICY_REWARD_RULES:
+            assert rule not in fired, f"{kind}: {rule} fired although the {kind} rules turn it off"
+            assert rule in {a["type"] for a in run(bad)}, f"{rule}: the case does not fire under the defaults"
+        else:
+            assert rule in fired, f"{kind}: {rule} no longer fires"
+    overridden = AlertRules.for_trainer(kind, cooldown_steps=7)
+    assert overridden.cooldown_steps == 7 and overridden.disabled == POLICY_REWARD_RULES
+
+
+def test_the_shared_grpo_logs_alert_as_documented():
+    """tests/trl_logs.py: HEALTHY_GRPO_LOG repeated raises nothing; the captured GRPO_LOG (every completion clipped)
+    raises completions_clipped once."""
+    def history(log):
+        return [log_record(log, step, "grpo", "r", 1.0) for step in range(1, 201)]
+
+    assert run(history(HEALTHY_GRPO_LOG), AlertRules.for_trainer("grpo")) == []
+    assert [a["type"] for a in run(history(GRPO_LOG), AlertRules.for_trainer("grpo"))] == ["completions_clipped"]
 
 
 @pytest.mark.parametrize(

@@ -15,12 +15,13 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState
 
+import rldk_widget.inbox
 from rldk_widget.alerts import AlertRules
 from rldk_widget.callback import RLDKCallback, parameter_stats
 from rldk_widget.store import RunStore
 
-GRPO_LOG = {"loss": 0.01, "grad_norm": 0.5, "learning_rate": 1e-5, "reward": 0.4, "reward_std": 0.2, "kl": 0.01,
-            "entropy": 1.2, "completions/mean_length": 20.0, "frac_reward_zero_std": 0.1, "epoch": 0.1}
+from helpers import CountingEvent, FakeClock, wait_until
+from trl_logs import HEALTHY_GRPO_LOG as GRPO_LOG  # a real TRL 1.16 GRPO log that raises no alert by itself
 
 
 class GRPOConfig(SimpleNamespace):
@@ -78,9 +79,10 @@ def test_on_log_maps_and_appends(cb, args):
     records = stored(cb).metrics
     assert [r["step"] for r in records] == [1, 2]
     first = records[0]
-    assert (first["reward_mean"], first["kl_mean"], first["entropy_mean"], first["reward_std"]) == (0.4, 0.01, 1.2,
-                                                                                                    0.2)
-    assert first["reward"] == 0.4 and first["completions/mean_length"] == 20.0
+    assert (first["reward_mean"], first["kl_mean"], first["entropy_mean"], first["reward_std"]) == (
+        GRPO_LOG["reward"], GRPO_LOG["kl"], GRPO_LOG["entropy"], GRPO_LOG["reward_std"])
+    assert first["reward"] == GRPO_LOG["reward"]
+    assert first["completions/mean_length"] == GRPO_LOG["completions/mean_length"]
     assert first["run_id"] == "run-1" and isinstance(first["timestamp"], float)
     assert cb.trainer_kind == "grpo" and cb.max_steps == 10
 
@@ -134,7 +136,7 @@ def test_nan_reward_gives_critical_alert_in_store_and_listener(cb, args):
 
 
 def test_alert_rules_are_used(tmp_path, args):
-    cb = RLDKCallback(tmp_path, run_id="r", alert_rules=AlertRules(kl_max=0.001))
+    cb = RLDKCallback(tmp_path, run_id="r", alert_rules=AlertRules(kl_max=GRPO_LOG["kl"] / 2))
     train(cb, args, [GRPO_LOG])
     assert [a["type"] for a in stored(cb).alerts] == ["kl_high"]
 
@@ -252,7 +254,7 @@ def test_listener_gets_its_own_copy(cb, args):
     cb.add_listener(mutating)
     cb.add_listener(events)
     train(cb, args, [GRPO_LOG])
-    assert events.of("metrics")[0]["reward_mean"] == 0.4
+    assert events.of("metrics")[0]["reward_mean"] == GRPO_LOG["reward"]
 
 
 def test_hook_failure_is_warned_once_and_never_raised(cb, args, monkeypatch):
@@ -316,7 +318,10 @@ def count_appends(monkeypatch) -> list[tuple[str, int]]:
 
 
 def test_a_burst_of_logs_is_written_in_one_append_and_its_tail_without_another_call(tmp_path, args, monkeypatch):
+    clock = FakeClock()  # the inbox's clock: the burst below takes no time, however slow this machine is
+    monkeypatch.setattr(rldk_widget.inbox, "time", clock)
     cb = RLDKCallback(tmp_path, run_id="r", write_interval=0.5)
+    looks = cb._queued_logs._closed = CountingEvent()  # counts the worker's looks at the queue
     events = Collector()
     cb.add_listener(events)
     appends = count_appends(monkeypatch)
@@ -325,9 +330,12 @@ def test_a_burst_of_logs_is_written_in_one_append_and_its_tail_without_another_c
         cb.on_log(args, make_state(step), TrainerControl(), logs=dict(GRPO_LOG))
     on_disk = RunStore(tmp_path, "r").read_all().metrics
     assert [r["step"] for r in on_disk] == [1]  # the first log at once; the others wait for the interval
-    deadline = time.monotonic() + 10
-    while len(events.of("metrics")) < 10 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    # the worker writes the tail once no pass ran for two intervals, and not before: a whole look after the burst
+    seen = looks.timed_waits
+    wait_until(lambda: looks.timed_waits >= seen + 2 or not cb._queued_logs._pending, what="the worker to look")
+    assert [r["step"] for r in RunStore(tmp_path, "r").read_all().metrics] == [1], "the tail was written too early"
+    clock.advance(1.0)
+    wait_until(lambda: len(events.of("metrics")) == 10, what="the tail of the burst to be written")
     assert [r["step"] for r in RunStore(tmp_path, "r").read_all().metrics] == list(range(1, 11))
     assert [r["step"] for r in events.of("metrics")] == list(range(1, 11))
     assert appends == [("metrics", 1), ("metrics", 9)]

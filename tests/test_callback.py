@@ -3,7 +3,9 @@ rank zero only, and no exception ever reaching the training loop."""
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import re
 import subprocess
 import sys
@@ -16,11 +18,12 @@ import torch
 from transformers import TrainerControl, TrainerState
 
 import rldk_widget.inbox
+import rldk_widget.store as store_module
 from rldk_widget.alerts import AlertRules
 from rldk_widget.callback import RLDKCallback, parameter_stats
 from rldk_widget.store import RunStore
 
-from helpers import CountingEvent, FakeClock, wait_until
+from helpers import CommTap, CountingEvent, FakeClock, wait_until
 from trl_logs import HEALTHY_GRPO_LOG as GRPO_LOG  # a real TRL 1.16 GRPO log that raises no alert by itself
 
 
@@ -214,14 +217,60 @@ def test_run_info_file_reaches_a_dashboard_in_another_process(cb, args):
     watcher.close()
 
 
-def test_other_ranks_write_nothing(cb, args):
+def test_other_ranks_write_and_emit_nothing_even_to_a_connected_dashboard(tmp_path, args, dashboards):
+    """Every hook on a rank that is not world process zero: no file, no listener call, nothing in a dashboard or its
+    view, not even at the end of training or of the process."""
+    from rldk_widget.callback import _write_queued_logs_at_exit
+
+    logs = tmp_path / "logs"
+    dash = dashboards(output_dir=logs, run_id="run-1")
+    tap = CommTap(dash, view=True)
+    cb = dash.callback(write_interval=60)
     events = Collector()
     cb.add_listener(events)
     control = TrainerControl()
     cb.on_train_begin(args, make_state(rank_zero=False), control)
-    cb.on_log(args, make_state(1, rank_zero=False), control, logs=dict(GRPO_LOG))
-    cb.on_save(args, make_state(1, rank_zero=False), control, model=torch.nn.Linear(1, 1))
-    assert events.events == [] and not cb.output_dir.exists()
+    for step in range(1, 6):  # rank zero would write these, and an alert at step 3
+        cb.on_log(args, make_state(step, rank_zero=False), control,
+                  logs={**GRPO_LOG, "loss": math.nan} if step == 3 else dict(GRPO_LOG))
+    cb.on_save(args, make_state(5, rank_zero=False), control, model=torch.nn.Linear(1, 1))
+    cb.on_log(args, make_state(5, rank_zero=False), control, logs={"train_runtime": 1.0, "train_loss": 0.1})
+    cb.on_train_end(args, make_state(5, rank_zero=False), control)
+    cb.flush()
+    _write_queued_logs_at_exit()
+    assert events.events == []
+    assert not logs.exists() or list(logs.iterdir()) == []
+    dash.update_data()
+    assert dash.to_dataframe().empty and dash.alerts_dataframe().empty and dash.info == {}
+    assert dash.messages_sent == 0 and tap.view.point_count() == 0 and tap.view.alerts == []
+    assert cb.max_steps is None and cb.trainer_kind is None and cb.run_info == {"run_id": "run-1"}
+
+
+def test_train_end_writes_the_records_kept_in_memory_after_a_write_error(tmp_path, args, monkeypatch):
+    cb = RLDKCallback(tmp_path, run_id="r", write_interval=0)
+    events = Collector()
+    cb.add_listener(events)
+    cb.on_train_begin(args, make_state(), TrainerControl())
+    real_pwrite = store_module.os.pwrite
+
+    def disk_full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store_module.os, "pwrite", disk_full)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(1, 4):
+            cb.on_log(args, make_state(step), TrainerControl(),
+                      logs={**GRPO_LOG, "loss": math.nan} if step == 2 else dict(GRPO_LOG))
+    assert [str(w.message) for w in caught if "No space left" in str(w.message)], [str(w.message) for w in caught]
+    assert RunStore(tmp_path, "r").read_all().metrics == [] and RunStore(tmp_path, "r").read_all().alerts == []
+    # kept in memory: the listeners (a dashboard) were told, so nothing shown is lost
+    assert [r["step"] for r in events.of("metrics")] == [1, 2, 3] and len(events.of("alert")) == 1
+    monkeypatch.setattr(store_module.os, "pwrite", real_pwrite)
+    cb.on_train_end(args, make_state(3), TrainerControl())  # no log after the disk came back: the end retries
+    data = RunStore(tmp_path, "r").read_all()
+    assert [r["step"] for r in data.metrics] == [1, 2, 3] and [a["step"] for a in data.alerts] == [2]
+    assert [r["step"] for r in events.of("metrics")] == [1, 2, 3], "the retry told the listeners again"
 
 
 def test_trainer_kind_detected_from_logs_without_known_args(tmp_path):

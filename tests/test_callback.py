@@ -202,10 +202,8 @@ def test_grpo_logs_write_no_ppo_rows(cb, args):
     assert stored(cb).ppo_metrics == []
 
 
-def test_run_info_file_reaches_a_dashboard_in_another_process(cb, args):
-    from rldk_widget import RLDKDashboard
-
-    watcher = RLDKDashboard(output_dir=cb.output_dir, run_id=None, auto_refresh=False)
+def test_run_info_file_reaches_a_dashboard_in_another_process(cb, args, dashboards):
+    watcher = dashboards(output_dir=cb.output_dir, run_id=None)
     train(cb, args, [GRPO_LOG])
     on_disk = RunStore(cb.output_dir, cb.run_id).read_info()
     assert (on_disk["max_steps"], on_disk["trainer"]) == (10, "grpo") and on_disk["started"] > 0
@@ -214,7 +212,6 @@ def test_run_info_file_reaches_a_dashboard_in_another_process(cb, args):
     assert "reward_mean" in watcher.default_charts
     cb.on_log(args, make_state(2), TrainerControl(), logs={"train_runtime": 3.0, "train_loss": 0.1})
     assert RunStore(cb.output_dir, cb.run_id).read_info()["train_runtime"] == 3.0
-    watcher.close()
 
 
 def test_other_ranks_write_and_emit_nothing_even_to_a_connected_dashboard(tmp_path, args, dashboards):

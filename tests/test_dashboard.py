@@ -229,6 +229,7 @@ def test_snapshot_holds_everything_and_numbers_after_the_deltas(dash):
     dash.add_metrics([{"step": s, "loss": float(s)} for s in range(5)])
     dash.add_metrics({"step": 5, "loss": 5.0})
     dash.add_alert({"type": "t", "message": "<b>x</b>", "step": 5, "value": math.nan})
+    dash.flush()  # the dashboard has read its appends back
     dash._on_view_message(dash, {"type": "request_snapshot"}, [])
     state = tap.states[-1]
     sent_seqs = [d["seq"] for d in tap.deltas]
@@ -293,6 +294,7 @@ def test_to_dataframe_one_row_per_step_last_value_wins(dash):
 def test_records_without_run_id_go_to_a_timestamped_run_when_run_id_is_none(tmp_path, dashboards):
     dash = dashboards(output_dir=tmp_path)
     dash.add_metrics({"step": 1, "loss": 1.0})
+    dash.flush()
     (run_id,) = dash.run_ids
     assert run_id.startswith("rldk_run_") and (tmp_path / f"{run_id}_metrics.json").exists()
 
@@ -326,10 +328,12 @@ def test_write_error_shows_in_status_and_data_stays_visible(tmp_path, dash, monk
     real = store_module.os.pwrite
     monkeypatch.setattr(store_module.os, "pwrite", lambda *a: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
     dash.add_metrics({"step": 1, "loss": 1.0})
+    dash.flush()
     assert dash.status["level"] == "error" and "cannot write" in dash.status["message"]
     assert dash.to_dataframe()["step"].tolist() == [1]
     monkeypatch.setattr(store_module.os, "pwrite", real)
     dash.add_metrics({"step": 2, "loss": 1.0})
+    dash.flush()
     assert dash.status["level"] == "ok"
     assert [r["step"] for r in json.loads((tmp_path / "my_run_metrics.json").read_text())] == [1, 2]
     assert dash.to_dataframe()["step"].tolist() == [1, 2]
@@ -362,6 +366,7 @@ def test_snapshot_stays_bounded_and_keeps_extremes_and_the_last_point(dash):
     values[12_345] = 50.0
     values[33_333] = math.nan
     dash.add_metrics([{"step": s, "loss": float(v), "kl_mean": 0.1} for s, v in enumerate(values)])
+    dash.flush()
     state = dash.get_state()["metrics"]
     loss = state["runs"]["my_run"]["loss"]
     xs, ys = decode(loss["x"]), decode(loss["y"])
@@ -374,6 +379,7 @@ def test_snapshot_stays_bounded_and_keeps_extremes_and_the_last_point(dash):
 def test_after_each_cell_the_saved_state_is_refreshed_without_disturbing_views_in_sync(dash):
     tap = CommTap(dash)
     dash.add_metrics([{"step": s, "loss": float(s)} for s in range(3)])
+    dash.flush()
     dash._refresh_saved_state()
     last_delta = tap.deltas[-1]["seq"]
     state = tap.states[-1]["metrics"]

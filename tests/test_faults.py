@@ -112,11 +112,11 @@ def test_write_fault_training_continues_status_shows_it_and_memory_is_flushed_on
                 monkeypatch.setattr(store_module.os, target, fake)
             if step == end:
                 # the fault is in place: the loop went on, the view says why, nothing shown was dropped
+                dash.flush()  # the dashboard has read its appends back
                 assert dash.status["level"] == "error" and text in dash.status["message"], dash.status
                 assert "kept in memory" in dash.status["message"]
                 assert tap.view.status == dash.status, "the view's status line did not get the error"
                 assert live_steps(dash) == list(range(end))
-                dash.flush()
                 assert sorted(tap.view.series("r", "loss")[0].tolist()) == list(range(end))
                 metrics, alerts = disk_steps(tmp_path)
                 assert metrics == list(range(start)), "records of the faulty period on disk (or earlier ones lost)"
@@ -128,6 +128,7 @@ def test_write_fault_training_continues_status_shows_it_and_memory_is_flushed_on
             dash.add_metrics(record(step))
             if step % 10 == 0:
                 dash.add_alert(alert(step))
+        dash.flush()
         metrics, alerts = disk_steps(tmp_path)
         assert metrics == list(range(total)), "records lost, duplicated or out of order on disk"
         assert alerts == list(range(0, total, 10))
@@ -171,6 +172,7 @@ NAMESPACE_SCRIPT = textwrap.dedent(
             if step == faulty[0]:
                 break_it()
             if step == faulty[1]:
+                dash.flush()
                 out["status_during"] = dict(dash.status)
                 out["view_status_during"] = tap.view.status
                 out["live_during"] = dash.to_dataframe()["step"].tolist()
@@ -271,6 +273,7 @@ def test_output_dir_deleted_mid_run_training_continues_and_view_follows_the_disk
             dash.add_metrics(record(step))
             if step % 10 == 0:
                 dash.add_alert(alert(step))
+        dash.flush()
         metrics, alerts = disk_steps(out)
         # the directory is re-created and every record added after the deletion is on disk, once, in order
         assert metrics == list(range(100, 200)) and alerts == list(range(100, 200, 10))
@@ -330,6 +333,7 @@ def test_symlinked_run_files_outside_output_dir_are_not_written_through(tmp_path
         for step in range(20):
             dash.add_metrics(record(step))
             dash.add_alert(alert(step))
+        dash.flush()
         assert (outside / "target.json").read_text() == "[]" and (outside / "alerts.json").read_text() == "[]"
         assert dash.status["level"] == "error" and "r_metrics.json" in dash.status["message"], dash.status
         assert live_steps(dash) == list(range(20)), "records shown while the file could not be written were lost"

@@ -63,6 +63,7 @@ def test_saved_html_renders_offline(tmp_path, offline_page, dashboards):
     lab.show_tab(page, ".rldk-root", "alerts")
     state = lab.view_state(page, ".rldk-root")
     assert state["alertMsgs"] == [XSS_MESSAGE] and state["imgs"] == 0, state
+    lab.settle_injected_handlers(page)
     assert page.evaluate("() => window.__xss") is None
     assert requests == [], f"the exported page tried the network: {requests}"
     assert console.errors == [], console.errors

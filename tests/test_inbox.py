@@ -47,7 +47,7 @@ def after_a_whole_look(inbox: EventInbox, looks: CountingEvent) -> None:
     way when it was called may have checked the queue before: wait for the next one to start and end), or as soon
     as the queue is empty (someone passed)."""
     seen = looks.timed_waits
-    wait_until(lambda: looks.timed_waits >= seen + 2 or not inbox._pending, what="the inbox worker to look at its queue")
+    wait_until(lambda: looks.timed_waits >= seen + 2 or not inbox._pending, what="the inbox worker to look")
 
 
 def test_inbox_passes_on_the_callers_thread_while_items_come_and_the_worker_takes_only_the_tail(clock):

@@ -325,8 +325,8 @@ def test_add_metrics_rejects_cleanly_or_stores_reloads_and_shows_the_same(raw):
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as closing:
         directory = Path(tmp)
         stored = store_or_reject(
-            directory, must_accept, repr(items), lambda dash: quiet(dash.add_metrics, items if len(items) > 1 else items[0]),
-            closing,
+            directory, must_accept, repr(items),
+            lambda dash: quiet(dash.add_metrics, items if len(items) > 1 else items[0]), closing,
         )
         if stored is None:
             return

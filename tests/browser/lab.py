@@ -412,9 +412,10 @@ def next_frames(page: Any, frames: int = 2) -> None:
 
 
 _SETTLE_JS = """async (selector) => {
-  // Until every <img> and <iframe> under the elements `selector` matches (the page if null) has finished loading or failing: an image's
-  // error event is fired in the same task that marks it complete, so an injected `<img src=x onerror=...>` has run
-  // its handler by then. Then two frames and one task, for what the view draws or dispatches next.
+  // Until every <img> and <iframe> under the elements `selector` matches (the page if null) has finished loading
+  // or failing: an image's error event is fired in the same task that marks it complete, so an injected
+  // `<img src=x onerror=...>` has run its handler by then. Then two frames and one task, for what the view draws
+  // or dispatches next.
   const roots = selector ? [...document.querySelectorAll(selector)] : [document];
   const pending = () => roots.some((root) =>
     [...root.querySelectorAll('img')].some((img) => !img.complete) ||

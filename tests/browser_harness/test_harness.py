@@ -426,7 +426,8 @@ def test_first_render_of_100k_steps_and_a_stream_into_two_views_draw_every_point
           for (let i = 0; i < 5; i++) await H.benchDeltaSync(fr.model, [fr.view], fr.lengths, 100);
           const v2 = await H.renderView(fr.model, document.getElementById('view2'));
           await H.settle([fr.view, v2]);
-          const stream = await H.benchStream(fr.model, [fr.view, v2], fr.lengths, {count: 40, stepsPerDelta: 100, intervalMs: 20});
+          const stream = await H.benchStream(fr.model, [fr.view, v2], fr.lengths,
+                                             {count: 40, stepsPerDelta: 100, intervalMs: 20});
           await H.settle([fr.view, v2]);
           fr.view.internals.view.flushAll(); v2.internals.view.flushAll();
           window.v1 = fr.view; window.v2 = v2;

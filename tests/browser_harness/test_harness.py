@@ -25,7 +25,7 @@ BUNDLE = ROOT / "rldk_widget" / "static" / "widget.js"
 OUT = HERE / "out"
 
 sys.path.insert(0, str(HERE.parent / "browser"))
-from lab import CHROMIUM_ARGS, hover_data_point, settle_injected_handlers  # noqa: E402  (shared with the JupyterLab tests)
+from lab import CHROMIUM_ARGS, hover_data_point, settle_injected_handlers  # noqa: E402  (shared with tests/browser)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 

@@ -59,6 +59,8 @@ _CONSTRUCTOR_ARGS = (
 )
 WIDGET_KWARGS = ("layout", "tabbable", "tooltip", "_dom_classes")
 """ipywidgets layout arguments users pass to any widget; they go to the widget unchanged."""
+MAX_INTERVAL_S = 86_400.0
+"""The longest auto-refresh interval (a day): longer ones cannot be waited for (Event.wait overflows)."""
 APPEND_READ_BACK_S = 0.1
 """`add_metrics` writes at once and reads its records back into the views in passes this far apart; the last
 records of a burst are read back within about 1.5 times this after the burst ends."""
@@ -142,8 +144,11 @@ class RLDKDashboard(anywidget.AnyWidget):
                           stacklevel=2)
         if run_id is not None:
             validate_run_id(run_id)
-        if not isinstance(refresh_interval, (int, float)) or not refresh_interval > 0:
-            raise ValueError(f"refresh_interval must be a positive number of seconds, got {refresh_interval!r}")
+        if (not isinstance(refresh_interval, (int, float)) or isinstance(refresh_interval, bool)
+                or not 0 < refresh_interval <= MAX_INTERVAL_S):
+            raise ValueError(
+                f"refresh_interval must be a number of seconds in (0, {MAX_INTERVAL_S:g}], got {refresh_interval!r}"
+            )
         if alert_rules is not None and not isinstance(alert_rules, AlertRules):
             raise TypeError(f"alert_rules must be an AlertRules or None, got {type(alert_rules).__name__}")
         self._runs: dict[str, RunSeries] = {}
@@ -269,8 +274,8 @@ class RLDKDashboard(anywidget.AnyWidget):
     def enable_auto_refresh(self, interval: float | None = None) -> None:
         """Call `update_data()` every `interval` seconds on a background thread (stops on `close()`)."""
         if interval is not None:
-            if not isinstance(interval, (int, float)) or not interval > 0:
-                raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
+            if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not 0 < interval <= MAX_INTERVAL_S:
+                raise ValueError(f"interval must be a number of seconds in (0, {MAX_INTERVAL_S:g}], got {interval!r}")
             self.refresh_interval = float(interval)
         self.disable_auto_refresh()
         stop = threading.Event()
@@ -557,10 +562,14 @@ class RLDKDashboard(anywidget.AnyWidget):
         Values of the wrong type are ignored and keep what was known before."""
         info = dict(self.info)
         previous = info.get(run_id, {})
+
+        def usable(value: Any, kind: type) -> bool:  # a bool is no count or time; NaN / inf cannot travel
+            return isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
         entry = {
-            "max_steps": max_steps if isinstance(max_steps, int) and max_steps > 0 else previous.get("max_steps"),
+            "max_steps": max_steps if usable(max_steps, int) else previous.get("max_steps"),
             "trainer": trainer_kind if isinstance(trainer_kind, str) else previous.get("trainer"),
-            "started": started if isinstance(started, (int, float)) else previous.get("started"),
+            "started": float(started) if usable(started, (int, float)) else previous.get("started"),
         }
         if entry != previous:
             info[run_id] = entry

@@ -20,6 +20,10 @@ from .series import Points, encode_points
 logger = logging.getLogger(__name__)
 
 
+_RECHECK_S = 0.02
+"""While waiting to send, the flusher looks again this often (a tail shortens its wait)."""
+
+
 class DeltaChannel:
     def __init__(
         self, send: Callable[[dict[str, Any]], None], lock: threading.RLock, min_interval: float = 0.1
@@ -38,7 +42,6 @@ class DeltaChannel:
         self._flusher: threading.Thread | None = None
         self._closed = False
         self._tail = False
-        self._retime = threading.Event()
 
     def push(self, run_id: str, points: Points, alerts: list[dict[str, Any]]) -> None:
         """Queue new points (the channel takes over their arrays) and alerts; send now if the interval has passed,
@@ -85,7 +88,6 @@ class DeltaChannel:
             if self._empty():
                 return
             self._tail = True
-            self._retime.set()
             self._flush_or_schedule()
 
     def _flush_or_schedule(self) -> None:
@@ -116,8 +118,7 @@ class DeltaChannel:
                     self._flush_wanted.clear()
                     self.flush()
                     return True
-            self._retime.wait(wait)  # a tail shortens the wait
-            self._retime.clear()
+            time.sleep(min(wait, _RECHECK_S))  # a tail (send_tail) may shorten the wait meanwhile
 
     def flush(self) -> None:
         """Send everything queued as one delta message (no-op when nothing is queued)."""

@@ -411,8 +411,6 @@ def test_after_each_cell_the_saved_state_is_refreshed_without_disturbing_views_i
     assert len(tap.messages) == sent
 
 
-@pytest.mark.xfail(strict=True, reason="package bug: set_run_info takes a bool as max_steps / started (bool is an "
-                   "int) and a NaN or infinite start time, which the kernel's JSON encoder cannot send to the views")
 def test_set_run_info_ignores_bools_and_non_finite_start_times(dash):
     tap = CommTap(dash)
     dash.set_run_info("my_run", max_steps=100, trainer_kind="grpo", started=1700000000.5)
@@ -423,9 +421,6 @@ def test_set_run_info_ignores_bools_and_non_finite_start_times(dash):
     assert not tap.wire_errors, tap.wire_errors
 
 
-@pytest.mark.xfail(strict=True, reason="package bug: enable_auto_refresh(math.inf) (or 1e300) is accepted and the "
-                   "refresh thread dies at once (OverflowError in Event.wait), silently: auto_refresh turns False")
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 @pytest.mark.parametrize("interval", [math.inf, 1e300])
 def test_an_interval_too_long_to_wait_is_refused_or_keeps_the_thread_running(dash, interval):
     try:

@@ -328,28 +328,17 @@ def format_duration(seconds: float) -> str:
 
 
 # ---- numbers -----------------------------------------------------------------------------------------------------
-_EMA_BLOCK = 64
-
-
 def _decayed_cumsum(f: np.ndarray, w: float) -> np.ndarray:
-    """s[k] = Σ_{j≤k} w^(k-j) f[j], in blocks (a small matrix product per block, the carries between blocks by the
-    same method with weight w^block): exact, vectorised, O(n · block)."""
-    n = len(f)
-    b = _EMA_BLOCK
-    powers = w ** np.arange(b, dtype="f8")
-    if n <= b:
-        lower = np.tril(powers[np.subtract.outer(np.arange(n), np.arange(n)).clip(0)])
-        return lower @ f
-    blocks = -(-n // b)
-    padded = np.zeros(blocks * b)
-    padded[:n] = f
-    grid = padded.reshape(blocks, b)
-    lower = np.tril(powers[np.subtract.outer(np.arange(b), np.arange(b)).clip(0)])
-    partial = grid @ lower.T
-    carry = np.zeros(blocks)
-    carry[1:] = _decayed_cumsum(partial[:-1, -1], w**b)
-    partial += carry[:, None] * (w * powers)[None, :]
-    return partial.ravel()[:n]
+    """s[k] = Σ_{j≤k} w^(k-j) f[j] by a Hillis–Steele scan: after the pass with shift d, every s[k] holds the terms
+    of the last 2d points; passes stop once w^d underflows to 0 (11 passes for w = 0.6). Vectorised, one thread,
+    O(n log(1 / (1 - w)))."""
+    s = np.array(f, dtype="f8")
+    shift, factor = 1, w
+    while shift < len(s) and factor > 0.0:
+        s[shift:] += factor * s[:-shift]  # numpy reads the right side whole before it writes
+        shift *= 2
+        factor *= factor
+    return s
 
 
 def ema(ys: np.ndarray, weight: float = SMOOTHING) -> np.ndarray:

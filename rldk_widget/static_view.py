@@ -433,13 +433,18 @@ class StaticPicture:
         return {"image/png": self.png_base64(), "text/html": self.html_with_image() if image_in_html else self.html}
 
 
-def render(data: StaticData, theme: str = "light", made_at: float | None = None) -> StaticPicture:
+def render(data: StaticData, theme: str = "light", made_at: float | None = None,
+           max_png_bytes: int = MAX_PNG_BYTES) -> StaticPicture:
     """The PNG and the HTML summary of `data` (see `StaticData.collect`). `theme`: "light" or "dark" (the PNG's
-    colours; the HTML takes its colours from the page). `made_at`: unix time written in the summary (default now)."""
+    colours; the HTML takes its colours from the page). `made_at`: unix time written in the summary (default now).
+    `max_png_bytes`: the PNG's cap (fewer colours, then a smaller image, until it fits; a bundle that carries the
+    image twice, as image/png and inside the HTML, fits 250 KB of notebook with 90_000)."""
     if theme not in THEMES:
         raise ValueError(f"theme must be one of {', '.join(THEMES)}; got {theme!r}")
+    if not isinstance(max_png_bytes, int) or max_png_bytes < 10_000:
+        raise ValueError(f"max_png_bytes must be an int of at least 10000, got {max_png_bytes!r}")
     timings: dict[str, float] = {}
-    png, width, height = _render_png(data, THEMES[theme], timings)
+    png, width, height = _render_png(data, THEMES[theme], timings, max_png_bytes)
     started = time.perf_counter()
     summary = render_html(data, made_at=made_at)
     timings["html"] = time.perf_counter() - started
@@ -455,17 +460,19 @@ def render_static_view(
     status: Mapping[str, Any] | None = None,
     theme: str = "light",
     made_at: float | None = None,
+    max_png_bytes: int = MAX_PNG_BYTES,
 ) -> StaticPicture:
     """`render(StaticData.collect(...))` in one call (arguments as there)."""
     started = time.perf_counter()
     data = StaticData.collect(runs, run_order, charts, alerts, info, status)
     collected = time.perf_counter() - started
-    picture = render(data, theme=theme, made_at=made_at)
+    picture = render(data, theme=theme, made_at=made_at, max_png_bytes=max_png_bytes)
     picture.timings["collect"] = collected
     return picture
 
 
-def _render_png(data: StaticData, colours: Mapping[str, str], timings: dict[str, float]) -> tuple[bytes, int, int]:
+def _render_png(data: StaticData, colours: Mapping[str, str], timings: dict[str, float], max_bytes: int
+                ) -> tuple[bytes, int, int]:
     """Lines, bands and markers with matplotlib's Agg renderer (antialiased, in pixel coordinates, no Axes: a
     Figure of a few artists draws in milliseconds), then the texts with Pillow (a tenth of matplotlib's cost per
     text), then an 8-bit PNG."""
@@ -481,19 +488,21 @@ def _render_png(data: StaticData, colours: Mapping[str, str], timings: dict[str,
     timings["text"] = time.perf_counter() - started
     started = time.perf_counter()
     png = _encode_png(image, [colours["bg"], colours["fg"], colours["muted"], colours["grid"],
-                              *(run.colour for run in data.runs), *SEVERITY_COLOURS.values()])
+                              *(run.colour for run in data.runs), *SEVERITY_COLOURS.values()], max_bytes)
     timings["png"] = time.perf_counter() - started
     return png, image.width, image.height
 
 
-def _encode_png(image: Any, exact: Sequence[str] = ()) -> bytes:
+def _encode_png(image: Any, exact: Sequence[str] = (), max_bytes: int = MAX_PNG_BYTES) -> bytes:
     """An 8-bit palette PNG (a chart has few colours; ~3× smaller than RGB), with fewer colours and then a smaller
-    image until it fits MAX_PNG_BYTES. Pillow's fast octree palette holds bucket averages (white becomes 254): the
+    image until it fits `max_bytes`. Pillow's fast octree palette holds bucket averages (white becomes 254): the
     entries nearest to the `exact` colours (background, runs, text) are set back to them."""
     from PIL import Image
 
     targets = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in exact], dtype=int).reshape(-1, 3)
-    for colours, scale in ((256, 1.0), (64, 1.0), (16, 1.0), (16, 0.75), (16, 0.5), (8, 0.35)):
+    ladder = [(256, 1.0), (64, 1.0), (16, 1.0), (16, 0.75), (16, 0.5), (8, 0.35)]
+    ladder += [(4, 0.35 * 0.7**k) for k in range(1, 12)]  # down to 7 px wide: any image fits 10 KB long before
+    for colours, scale in ladder:
         candidate = image if scale == 1.0 else image.resize(
             (max(1, int(image.width * scale)), max(1, int(image.height * scale))), Image.Resampling.BILINEAR)
         quantized = candidate.quantize(colors=colours, method=Image.Quantize.FASTOCTREE)
@@ -506,7 +515,7 @@ def _encode_png(image: Any, exact: Sequence[str] = ()) -> bytes:
             quantized.putpalette(palette.astype(np.uint8).ravel().tolist())
         buffer = io.BytesIO()
         quantized.save(buffer, format="PNG", compress_level=7)
-        if buffer.tell() <= MAX_PNG_BYTES:
+        if buffer.tell() <= max_bytes:
             break
     return buffer.getvalue()
 

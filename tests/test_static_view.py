@@ -192,9 +192,16 @@ def test_sizes_are_bounded_at_fifty_runs_of_twenty_metrics():
 
 def test_png_encoder_keeps_the_cap_for_any_image():
     noise = np.random.default_rng(0).integers(0, 256, (800, 1000, 3), dtype=np.uint8)
-    png = sv._encode_png(Image.fromarray(noise, "RGB"))
-    assert len(png) <= sv.MAX_PNG_BYTES
-    decode(png)
+    for cap in (sv.MAX_PNG_BYTES, 90_000, 20_000):
+        png = sv._encode_png(Image.fromarray(noise, "RGB"), max_bytes=cap)
+        assert len(png) <= cap
+        decode(png)
+    run = make_run(100_000, noise=3.0)
+    picture = sv.render_static_view({"r": run}, max_png_bytes=30_000)
+    assert len(picture.png) <= 30_000 and decode(picture.png).shape[0] > 100
+    bundle = picture.mime_bundle(image_in_html=True)
+    assert set(bundle) == {"image/png", "text/html"} and picture.png_base64() in bundle["text/html"]
+    assert '<img src="data:image/png;base64,' in bundle["text/html"] and "<!--rldk-image-->" not in bundle["text/html"]
 
 
 # ---- hostile text ------------------------------------------------------------------------------------------------

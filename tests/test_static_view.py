@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import sys
 import threading
 import time
@@ -341,3 +342,27 @@ def test_rendering_leaves_matplotlib_state_alone():
     if "matplotlib.pyplot" in sys.modules:
         assert not sys.modules["matplotlib.pyplot"].get_fignums()  # no figure of pyplot's was made
     decode(picture.png)
+
+
+def test_nbconvert_html_of_a_saved_output_shows_the_picture_and_the_escaped_summary():
+    """What `jupyter nbconvert --to html` makes of a saved dashboard output without widget state: it shows the
+    text/html entry (it ranks text/html above image/png), so the picture must be inside the HTML to be seen."""
+    nbformat = pytest.importorskip("nbformat")
+    nbconvert = pytest.importorskip("nbconvert")
+    runs, order, charts, alerts, info, status = hostile_inputs()
+    picture = sv.render_static_view(runs, order, charts, alerts, info, status, max_png_bytes=90_000)
+    view = {"application/vnd.jupyter.widget-view+json": {"version_major": 2, "version_minor": 0, "model_id": "ab" * 16},
+            "text/plain": "RLDKDashboard(...)"}
+    pages = {}
+    for variant, extra in (("summary", picture.mime_bundle()), ("image in html", picture.mime_bundle(True))):
+        nb = nbformat.v4.new_notebook()
+        cell = nbformat.v4.new_code_cell("dash", execution_count=1)
+        cell.outputs = [nbformat.v4.new_output("display_data", data={**view, **extra})]
+        nb.cells = [cell]
+        pages[variant], _ = nbconvert.HTMLExporter().from_notebook_node(nb)
+    image = re.compile(r'<img [^>]*src="data:image/png;base64,')
+    assert "made by rldk_widget" in pages["summary"] and not image.search(pages["summary"])
+    assert len(image.findall(pages["image in html"])) == 1
+    for page in pages.values():
+        assert "&lt;script&gt;window.__pwned=1&lt;/script&gt;" in page and "<script>window.__pwned" not in page
+        assert '<img src=x onerror="window.__pwned=1">' not in page and "RLDKDashboard(...)" not in page

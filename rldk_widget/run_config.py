@@ -579,16 +579,26 @@ def parse_path_params(components: Iterable[str]) -> dict[str, Any]:
 
 
 # ---- flat keys ---------------------------------------------------------------------------------------------------
-def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested configuration as flat dotted keys; lists become their compact JSON text (hashable, sortable)."""
-    flat: dict[str, Any] = {}
+MAX_FLAT_KEYS = 500
+MAX_FLAT_DEPTH = 8
+
+
+def flatten_config(config: Mapping[str, Any], prefix: str = "", _depth: int = 0, _out: dict | None = None) -> dict[str, Any]:
+    """Nested configuration as flat dotted keys; lists become their compact JSON text (hashable, sortable). Bounded
+    for what a file may hold: at most MAX_FLAT_KEYS keys, mappings nested deeper than MAX_FLAT_DEPTH left out."""
+    flat: dict[str, Any] = {} if _out is None else _out
     for key, value in config.items():
+        if len(flat) >= MAX_FLAT_KEYS:
+            break
         name = f"{prefix}{key}"
         if isinstance(value, Mapping):
-            if value:
-                flat.update(flatten_config(value, name + "."))
+            if value and _depth + 1 < MAX_FLAT_DEPTH:
+                flatten_config(value, name + ".", _depth + 1, flat)
         elif isinstance(value, list):
-            flat[name] = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+            try:
+                flat[name] = json.dumps(value, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+            except (TypeError, ValueError, RecursionError):
+                flat[name] = "[…]"
         else:
             flat[name] = value
     return flat

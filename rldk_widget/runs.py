@@ -44,8 +44,8 @@ from .run_summary import SOURCES, STALE_AFTER_S, RunSummary, SummaryCache, key_m
 from .store import RunStore
 
 __all__ = [
-    "RunFinder", "RunRef", "ScanResult", "Sweep", "SweepUpdate", "differing_keys", "display_name", "run_flat_config",
-    "run_id_for", "runs_table",
+    "RunFinder", "RunRef", "ScanResult", "Sweep", "SweepUpdate", "default_selection", "differing_keys", "display_name",
+    "run_flat_config", "run_id_for", "runs_table",
 ]
 
 
@@ -316,6 +316,9 @@ class Sweep:
             duplicate_of=self.duplicate_of(),
         )
 
+    def default_selection(self, limit: int = 10) -> list[str]:
+        return default_selection(self.runs.values(), {i: s.summary for i, s in self._runs.items()}, limit)
+
     def differing_keys(self, run_ids: Iterable[str], ignore: Iterable[str] = IDENTITY_KEYS) -> list[str]:
         ids = [run_id for run_id in run_ids if run_id in self._runs]
         return differing_keys({run_id: self.config(run_id) for run_id in ids}, ids, ignore)
@@ -379,6 +382,22 @@ def run_flat_config(ref: RunRef, config: Mapping[str, Any], root_name: str = "ru
         for key, value in parse_path_params(parts).items():
             flat.setdefault(f"name.{key}", value)
     return flat
+
+
+def default_selection(runs: Iterable[RunRef], summaries: Mapping[str, RunSummary], limit: int = 10) -> list[str]:
+    """The runs charts show by default: all of them up to `limit`, else the `limit` with the most recent activity
+    (newest record or file change; runs without any come last), in their order."""
+    refs = list(runs)
+    if len(refs) <= limit:
+        return [ref.run_id for ref in refs]
+
+    def activity(ref: RunRef) -> float:
+        summary = summaries.get(ref.run_id)
+        value = summary.last_activity if summary is not None else None
+        return value if value is not None else -math.inf
+
+    chosen = {ref.run_id for ref in sorted(refs, key=activity, reverse=True)[:limit]}
+    return [ref.run_id for ref in refs if ref.run_id in chosen]
 
 
 # ---- the table --------------------------------------------------------------------------------------------------

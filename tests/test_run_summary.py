@@ -8,7 +8,6 @@ import math
 import os
 import stat
 
-import numpy as np
 import pytest
 
 from rldk_widget.run_summary import (

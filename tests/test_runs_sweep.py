@@ -326,3 +326,35 @@ def test_duplicate_of_links_an_hf_folder_to_the_run_recorded_from_it(tmp_path):
         table = sweep.table().set_index("name")
     assert table.loc["out", "duplicate_of"] == table.loc["out/rldk_logs/grpo", "run_id"]
     assert pd.isna(table.loc["out/rldk_logs/grpo", "duplicate_of"])
+
+
+def test_default_selection():
+    refs = [RunRef(f"r{i}", f"r{i}", "rldk", "/x", "", f"r{i}") for i in range(14)]
+    summaries = {}
+    for i, ref in enumerate(refs):
+        summary = RunSummary()
+        if i != 3:
+            summary.add_records([{"step": 1, "timestamp": T0 + (i * 7) % 14}])
+        summaries[ref.run_id] = summary
+    from rldk_widget.runs import default_selection
+
+    assert default_selection(refs[:10], summaries) == [f"r{i}" for i in range(10)]
+    newest = sorted((i for i in range(14) if i != 3), key=lambda i: (i * 7) % 14, reverse=True)[:10]
+    assert default_selection(refs, summaries) == [f"r{i}" for i in sorted(newest)]
+    assert "r3" not in default_selection(refs, summaries, limit=13)
+
+
+def test_a_hostile_run_info_config_stays_bounded(tmp_path):
+    deep: dict = {}
+    node = deep
+    for _ in range(900):
+        node["k"] = {}
+        node = node["k"]
+    config = {"run_id": "evil", "deep": deep, "nested_list": [[[[1]]]], "args": {f"a{i}": i for i in range(5000)}}
+    write_run(tmp_path, "r", 2)
+    (tmp_path / "r_run_info.json").write_text(json.dumps({"config": config}))
+    with Sweep(tmp_path, cache=False) as sweep:
+        sweep.refresh()
+        table = sweep.table()
+    assert len(table.columns) < 600 and table.loc[0, "config.run_id"] == "evil" and table.loc[0, "run_id"] == "r"
+    assert table.loc[0, "nested_list"] == "[[[[1]]]]" and not [c for c in table.columns if c.count(".") > 8]

@@ -27,7 +27,6 @@ import traitlets
 
 from .alerts import AlertRules
 from .arguments import reject_unknown
-from .fs import describe_error
 from .health import CALLBACK_WRITER, HealthChecks
 from .hf_state import TrainerStateReader
 from .inbox import EventInbox
@@ -36,7 +35,12 @@ from .notebook import in_widget_kernel, register_post_run_cell, say_outside_note
 from .pages import PageServer
 from .records import SEVERITIES, alert_from_file, alert_record, as_list, encode_or_raise, group_by_run, metrics_record
 from .series import Points, RunSeries
-from .store import RunData, RunStore, default_run_id, discover_runs, validate_run_id
+from .discovery import RunRef
+from .hf_state import trainer_state_run_id
+from .run_summary import RunSummary
+from .runs import Sweep, runs_table
+from .runs_payload import table_payload
+from .store import RunData, RunStore, default_run_id, validate_run_id
 from .subshell import SubshellRoute
 from .traits import LiveTrait, MetricsView
 from .transport import DeltaChannel
@@ -74,6 +78,13 @@ SNAPSHOT_ALERTS = 500
 """Alerts the `alerts` snapshot carries at most (the newest); the counts of the older ones travel in `metrics`
 (`alert_counts`), so the badge and the Alerts tab say how many there are. `dash.alerts` has every alert."""
 DEFAULT_SELECTED = 10
+LOAD_ALL_RUNS = 50
+"""A folder with up to this many runs has every run's series loaded (and health-checked); a larger sweep loads
+the selected runs (and any run Python reads), the others are summarised by the runs table only."""
+RUNS_TABLE_INTERVAL_S = 2.0
+"""The runs table travels to the views at most this often while runs change."""
+RUNS_TABLE_ROWS = 1000
+"""Rows of the runs table in the synced state; a larger sweep's table is paged (request "runs.page")."""
 """Runs the charts show by default: all runs up to this many, else this many with the newest records."""
 HTML_POINT_BUDGET = 400_000
 """Points `save_html` keeps at most (≈ 10 MB of page): a static report can afford more than the live snapshot."""
@@ -109,6 +120,8 @@ class RLDKDashboard(anywidget.AnyWidget):
     status = traitlets.Dict({"level": "ok", "message": ""}).tag(sync=True)
     info = traitlets.Dict().tag(sync=True)
     default_charts = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    runs_table = traitlets.Dict().tag(sync=True)
+    """The runs table (folder mode): {"columns": [{"key", "label", "kind", "group"}], "rows": [[...]], "total"}."""
     selected = traitlets.List(traitlets.Unicode()).tag(sync=True)
     """The runs the charts show, in colour order (every view of the widget shows the same); see `select`."""
 
@@ -134,6 +147,13 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._refresh_thread: threading.Thread | None = None
         self._callbacks: list[Any] = []
         self._stores: dict[str, RunStore] = {}
+        self._hf_readers: dict[str, TrainerStateReader] = {}
+        self._refs: dict[str, RunRef] = {}
+        self._loaded: set[str] = set()
+        self._summaries: dict[str, RunSummary] = {}
+        """Runs table summaries this dashboard feeds (the runs it reads: Sweep.adopt)."""
+        self._table_sent_at = -math.inf
+        self._table_dirty = False
         if port != _DEFAULT_PORT:
             warnings.warn(
                 "RLDKDashboard(port=...) is ignored: the dashboard is a notebook widget, not a web server.",
@@ -166,7 +186,8 @@ class RLDKDashboard(anywidget.AnyWidget):
         self.storage_options = dict(storage_options or {})
         self.refresh_interval = float(refresh_interval)
         self._writer_run_id = run_id or default_run_id()
-        self._trainer_state = TrainerStateReader(self.output_dir)
+        self._sweep = Sweep(self.output_dir) if run_id is None else None
+        self._single_ref = None if run_id is None else _single_run_ref(self.output_dir, run_id)
         self._health = HealthChecks(
             self._runs, self._lock, self._report_computed_alerts, alert_rules,
             trainer_kind=lambda run_id: self.info.get(run_id, {}).get("trainer"),
@@ -183,6 +204,11 @@ class RLDKDashboard(anywidget.AnyWidget):
         self.on_msg(self._on_view_message)
         self._cell_end_hook = register_post_run_cell(self, RLDKDashboard._refresh_saved_state)
         self.update_data()  # what the folder holds goes to the views as one bounded snapshot, not as deltas
+        with self._lock:
+            for run_id, summary in self._summaries.items():  # the load computed no points: summarise the columns
+                series = self._runs.get(run_id)
+                if series is not None and series.columns and not summary.series:
+                    summary.add_points(series.columns)
         if not self._selection_explicit:
             self._select_default()  # now that the records are in: the newest runs
         self._loading = False
@@ -215,7 +241,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         by_run = {encoded[0][0]["run_id"]: encoded} if len(encoded) == 1 else group_by_run(encoded)
         for run_id, pairs in by_run.items():
             with self._lock:
-                store = self._store(run_id, self.output_dir)
+                store = self._writable_store(run_id)
             store.append_encoded("metrics", pairs)
             if store.write_errors or self.status.get("level") == "error":
                 with self._lock:  # a write error shows at once (and so does its end)
@@ -228,44 +254,111 @@ class RLDKDashboard(anywidget.AnyWidget):
         record = alert_record(alert, self._writer_run_id)
         line = encode_or_raise(record)
         with self._lock:
-            store = self._store(record["run_id"], self.output_dir)
+            store = self._writable_store(record["run_id"])
             store.append_encoded("alerts", [(record, line)])
             self._poll_safely(record["run_id"], ("alerts",))
 
     def update_data(self) -> None:
-        """Read what was added to the run files since the last call (all runs of `output_dir` when run_id is
-        None); a file that shrank or was replaced is read again whole. Never raises: a file or folder that cannot
-        be read is reported in `load_report` and the status line, and everything read before stays shown."""
+        """Read what was added to the run files since the last call (all runs of `output_dir`, in sub-folders too,
+        when run_id is None); a file that shrank or was replaced is read again whole. Never raises: a file or
+        folder that cannot be read is reported in `load_report` and the status line, and everything read before
+        stays shown."""
         with self._lock:
-            run_ids = [self.run_id] if self.run_id is not None else self._discover()
-            for run_id in run_ids:
-                if run_id != self._trainer_state.run_id:
-                    self._store(run_id, self.output_dir)
-            for run_id, store in list(self._stores.items()):
-                store.retry_unwritten()
+            self._discover()
+            for run_id in self._runs_to_read():
+                store = self._stores.get(run_id)
+                if store is not None:
+                    store.retry_unwritten()
                 self._poll_safely(run_id)
-            if not self._stores and self.run_id in (None, self._trainer_state.run_id):
-                try:
-                    self._poll_trainer_state()
-                except Exception as err:  # noqa: BLE001 - a reader bug must not reach the caller
-                    self._reading_failed(self._trainer_state.run_id, err)
+            self._refresh_runs_table()
 
-    def _discover(self) -> list[str]:
-        try:
-            return discover_runs(self.output_dir)
-        except OSError as err:
-            folder = str(self.output_dir)
-            self._note_problems(folder, [f"cannot list {folder}: {describe_error(err)}"], [])
-            return []
+    def _discover(self) -> None:
+        """Runs in the folder (the Sweep: nested folders too) or the one run asked for; new ones get a series."""
+        if self._sweep is None:
+            refs = {self._single_ref.run_id: self._single_ref} if self._single_ref is not None else {}
+        else:
+            try:
+                update = self._sweep.refresh(before_reading=self._adopt_new_runs)
+            except Exception as err:  # noqa: BLE001 - discovery must not break the caller
+                self._reading_failed(str(self.output_dir), err)
+                return
+            self._note_problems(str(self.output_dir), list(self._sweep.scan_problems), [])
+            for run_id, problems in self._sweep.problems().items():
+                if run_id and run_id not in self._loaded:  # a loaded run's own reads report its files
+                    self._note_problems(run_id, problems, [])
+            self._table_dirty = self._table_dirty or bool(update.added or update.removed or update.changed)
+            refs = self._sweep.runs
+        for run_id, ref in refs.items():
+            if run_id not in self._refs:
+                self._refs[run_id] = ref
+                self._ensure_run(run_id)
+                if ref.name != run_id:
+                    self.set_run_info(run_id, name=ref.name)
 
-    def _poll_trainer_state(self) -> None:
-        """A Hugging Face output folder with no RLDK run files: show its trainer_state.json log history."""
-        reader = self._trainer_state
+    def _adopt_new_runs(self, run_ids: list[str]) -> None:
+        """New runs of the sweep that this dashboard will read: it feeds their summaries (no second read)."""
+        if len(self._sweep.runs) > LOAD_ALL_RUNS:
+            return
+        for run_id in run_ids:
+            self._adopt(run_id)
+
+    def _adopt(self, run_id: str) -> None:
+        if self._sweep is None or run_id in self._summaries or run_id not in self._sweep.runs:
+            return
+        reader = self._hf_readers.get(run_id)
+        if reader is None and self._sweep.runs[run_id].source == "hf":
+            reader = self._hf_readers[run_id] = TrainerStateReader(self._sweep.runs[run_id].folder)
+        self._summaries[run_id] = self._sweep.adopt(run_id, reader)
+        series = self._runs.get(run_id)
+        if series is not None and series.columns:
+            self._summaries[run_id].add_points(series.columns)
+
+    def _runs_to_read(self) -> list[str]:
+        """The runs whose files each pass reads: every run of a folder of up to LOAD_ALL_RUNS, else the loaded ones
+        (selected, written to, connected, or read from Python); plus runs of connected callbacks elsewhere."""
+        if len(self._refs) <= LOAD_ALL_RUNS:
+            fresh = set(self._refs) - self._loaded
+        else:
+            fresh = {run for run in self.selected if run in self._refs} - self._loaded
+        for run_id in fresh:
+            self._loaded.add(run_id)
+            self._adopt(run_id)
+        return [run for run in self._runs if run in self._loaded or run in self._stores]
+
+    def _load(self, run_id: str) -> None:
+        """Read a run the dashboard knows but has not read yet (a large sweep loads runs on demand)."""
+        with self._lock:
+            if run_id in self._loaded or run_id not in self._refs:
+                return
+            self._loaded.add(run_id)
+            self._adopt(run_id)
+            self._poll_safely(run_id)
+
+    def _load_all(self) -> None:
+        for run_id in list(self._refs):
+            self._load(run_id)
+
+    def _reader(self, run_id: str) -> RunStore | TrainerStateReader | None:
+        """The run's reader: its RunStore (our files, where they are) or its TrainerStateReader."""
+        store = self._stores.get(run_id)
+        if store is not None:
+            return store
+        reader = self._hf_readers.get(run_id)
+        if reader is not None:
+            return reader
+        ref = self._refs.get(run_id)
+        if ref is None:
+            return None
+        if ref.source == "hf":
+            reader = self._hf_readers[run_id] = TrainerStateReader(ref.folder)
+            return reader
+        return self._store(run_id, Path(ref.folder), ref.file_stem)
+
+    def _poll_trainer_state(self, run_id: str, reader: TrainerStateReader) -> None:
+        """A Hugging Face output folder: its trainer_state.json log history."""
         records, reset, problems = reader.read_new()
         if not (records or reset or problems):
             return
-        run_id = reader.run_id
-        self._ensure_run(run_id)
         if reader.max_steps is not None or reader.trainer_kind is not None:
             self.set_run_info(run_id, reader.max_steps, reader.trainer_kind)
         data = RunData(metrics=records, reset={"metrics"} if reset else set(), problems=problems)
@@ -351,8 +444,13 @@ class RLDKDashboard(anywidget.AnyWidget):
         self.show()
 
     def to_dataframe(self, run_id: str | None = None) -> pd.DataFrame:
-        """Metrics as a DataFrame, one row per (run, step), all runs unless `run_id` is given."""
+        """Metrics as a DataFrame, one row per (run, step), all runs unless `run_id` is given (a large sweep's
+        runs not read yet are read now)."""
         self._catch_up()
+        if run_id is None:
+            self._load_all()
+        elif run_id in self._refs:
+            self._load(run_id)
         with self._lock:
             if run_id is not None:
                 runs = {run_id: self._runs[run_id]} if run_id in self._runs else {}
@@ -376,18 +474,63 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._catch_up()
         with self._lock:
             order = list(self.run_ids)
-            stores = dict(self._stores)
         records: list[dict[str, Any]] = []
         for run_id in order:
-            if run_id in stores:
-                store = stores[run_id]
-                run_records = store.read_all(("metrics",)).metrics + store.unwritten("metrics")
-            elif run_id == self._trainer_state.run_id:
-                run_records = TrainerStateReader(self.output_dir).read_new()[0]
+            reader = self._reader(run_id)
+            if isinstance(reader, RunStore):
+                run_records = reader.read_all(("metrics",)).metrics + reader.unwritten("metrics")
+            elif isinstance(reader, TrainerStateReader):
+                run_records = TrainerStateReader(reader.output_dir).read_new()[0]
             else:
                 continue
             records.extend(record if "run_id" in record else {**record, "run_id": run_id} for record in run_records)
         return records
+
+    def runs(self) -> pd.DataFrame:
+        """The runs table as a DataFrame: one row per run — id, display name, trainer kind, status (running /
+        finished / stopped), step and max steps, duration, last and best values of the trainer's key metrics,
+        alert counts by severity (computed alerts included) and the configuration flattened into columns."""
+        self._catch_up()
+        with self._lock:
+            return self._runs_frame()
+
+    def _runs_frame(self) -> pd.DataFrame:
+        if self._sweep is not None:
+            table = self._sweep.table()
+        else:
+            refs = [self._single_ref] if self._single_ref is not None else []
+            summaries = {}
+            for ref in refs:
+                summary = summaries[ref.run_id] = RunSummary()
+                series = self._runs.get(ref.run_id)
+                if series is not None:
+                    summary.add_points(series.columns)
+                summary.set_info({k: v for k, v in self.info.get(ref.run_id, {}).items() if v is not None})
+                summary.add_alerts(a for a in self._alerts if a.get("run_id") == ref.run_id and not a.get("computed"))
+            table = runs_table(refs, summaries, now=time.time())
+        computed: dict[tuple[str, str], int] = {}
+        for alert in self._alerts:
+            if alert.get("computed"):
+                key = (alert["run_id"], f"alerts.{alert.get('severity', 'warning')}")
+                computed[key] = computed.get(key, 0) + 1
+        for (run_id, column), count in computed.items():
+            if column in table.columns:
+                rows = table["run_id"] == run_id
+                table.loc[rows, column] = table.loc[rows, column].fillna(0) + count
+        return table
+
+    def _refresh_runs_table(self, force: bool = False) -> None:
+        """Send the runs table to the views when runs changed (at most every RUNS_TABLE_INTERVAL_S; once a minute
+        anyway, as a run's status moves from running to stopped with time)."""
+        if self._sweep is None:
+            return
+        now = time.monotonic()
+        due = now - self._table_sent_at >= (RUNS_TABLE_INTERVAL_S if self._table_dirty else 60.0)
+        if not (force or due):
+            return
+        self._table_dirty = False
+        self._table_sent_at = now
+        self.runs_table = table_payload(self._runs_frame(), RUNS_TABLE_ROWS)
 
     @property
     def alerts_data(self) -> list[dict[str, Any]]:
@@ -476,15 +619,28 @@ class RLDKDashboard(anywidget.AnyWidget):
         with self._lock:
             for store in self._stores.values():
                 store.close()
+            if self._sweep is not None:
+                self._sweep.close()
         super().close()
 
     # ---- ingestion ---------------------------------------------------------------------------------------
-    def _store(self, run_id: str, output_dir: Path) -> RunStore:
+    def _store(self, run_id: str, folder: Path, file_stem: str | None = None) -> RunStore:
         store = self._stores.get(run_id)
         if store is None:
-            store = self._stores[run_id] = RunStore(output_dir, run_id, follow=True)
+            store = self._stores[run_id] = RunStore(folder, file_stem or run_id, follow=True)
+            self._loaded.add(run_id)
             self._ensure_run(run_id)
         return store
+
+    def _writable_store(self, run_id: str) -> RunStore:
+        """The store add_metrics / add_alert write to: `{output_dir}/{run_id}_*`, never a nested run's folder."""
+        ref = self._refs.get(run_id)
+        if ref is not None and not ref.writable:
+            raise ValueError(
+                f"run {run_id!r} ({ref.name}) is read from {ref.folder}; add_metrics and add_alert write only runs "
+                f"directly in {self.output_dir}: use another run_id"
+            )
+        return self._store(run_id, self.output_dir)
 
     def _ensure_run(self, run_id: str) -> RunSeries:
         run = self._runs.get(run_id)
@@ -555,7 +711,8 @@ class RLDKDashboard(anywidget.AnyWidget):
         return "selected" in getattr(self, "_property_lock", {})
 
     def set_run_info(
-        self, run_id: str, max_steps: int | None = None, trainer_kind: str | None = None, started: float | None = None
+        self, run_id: str, max_steps: int | None = None, trainer_kind: str | None = None, started: float | None = None,
+        name: str | None = None,
     ) -> None:
         """Tell the view a run's planned steps (for the ETA tile), its trainer kind (for the default charts) and its
         start time. RLDKCallback and trainer_state.json provide these; call this for runs logged another way.
@@ -570,7 +727,10 @@ class RLDKDashboard(anywidget.AnyWidget):
             "max_steps": max_steps if usable(max_steps, int) else previous.get("max_steps"),
             "trainer": trainer_kind if isinstance(trainer_kind, str) else previous.get("trainer"),
             "started": float(started) if usable(started, (int, float)) else previous.get("started"),
+            "name": name if isinstance(name, str) and name else previous.get("name"),
         }
+        if entry["name"] is None:
+            del entry["name"]
         if entry != previous:
             info[run_id] = entry
             self.info = info
@@ -578,7 +738,13 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _poll(self, run_id: str, kinds: tuple[str, ...] | None = None) -> None:
         """Ingest what the run's files (or the files named in `kinds`) gained since the last poll, chunk by chunk."""
-        store = self._stores[run_id]
+        reader = self._reader(run_id)
+        if isinstance(reader, TrainerStateReader):
+            self._poll_trainer_state(run_id, reader)
+            return
+        if reader is None:
+            return
+        store = reader
         while True:
             data = store.read_new(kinds)
             data.problems.extend(
@@ -610,7 +776,10 @@ class RLDKDashboard(anywidget.AnyWidget):
         run = self._runs[run_id]
         problems = list(data.problems)
         counted: dict[str, str] = {}
+        summary = self._summaries.get(run_id)
         for kind in data.reset:
+            if summary is not None:
+                summary.reset(kind)
             if kind == "alerts":
                 self._alerts = [a for a in self._alerts if a.get("run_id") != run_id or a.get("computed")]
             else:
@@ -625,6 +794,10 @@ class RLDKDashboard(anywidget.AnyWidget):
                 continue
             added = run.add_records(records, prefix, want_points=not self._loading)
             points.update(added.points)
+            if summary is not None:
+                self._table_dirty = True
+                if not self._loading:
+                    summary.add_points(added.points)
             self._count_step_notes(run_id, kind, added.fallback_steps, added.inexact_steps, counted)
         alerts = []
         for item in data.alerts:
@@ -632,6 +805,8 @@ class RLDKDashboard(anywidget.AnyWidget):
             alerts.append(alert)
             self._count_step_notes(run_id, "alerts", 0, int(inexact), counted)
         self._alerts.extend(alerts)
+        if summary is not None and alerts:
+            summary.add_alerts(alerts)
         if data.metrics:
             self._health.touch(run_id)
         if self._loading:
@@ -660,6 +835,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         """New alerts of the health checks (health.py), under the lock: shown like the others, never written."""
         alerts = [alert_from_file(alert, run_id)[0] for alert in alerts]  # JSON-safe values, as alerts from files
         self._alerts.extend(alerts)
+        self._table_dirty = True
         if self._loading:
             self._changed_since_snapshot = True
             return
@@ -760,7 +936,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         with self._lock:
             if name == "alerts":
                 return [dict(alert) for alert in self._alerts]
-            return MetricsView(self._runs, list(self.run_ids), self._lock)
+            return MetricsView(self._runs, list(self.run_ids), self._lock, self._load)
 
     def get_state(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         previous = getattr(self._local, "serializing", False)
@@ -842,6 +1018,14 @@ class RLDKDashboard(anywidget.AnyWidget):
             self._send_snapshot(replace=False)
         elif content.get("type") == "request":
             self.pages.submit(content)
+
+
+def _single_run_ref(output_dir: Path, run_id: str) -> RunRef:
+    """The one run a dashboard with a run_id shows: its files in output_dir, or the folder's trainer_state.json
+    when the id is the folder's (`hf_<folder name>`)."""
+    if run_id == trainer_state_run_id(output_dir):
+        return RunRef(run_id, run_id, "hf", str(output_dir), "")
+    return RunRef(run_id, run_id, "rldk", str(output_dir), "", run_id)
 
 
 def _refresh_loop(dashboard_ref: "weakref.ref[RLDKDashboard]", stop: threading.Event) -> None:

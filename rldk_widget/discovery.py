@@ -257,6 +257,11 @@ class RunFinder:
         subfolders: list[str] = []
         hf = False
         for name, entry in entries.items():
+            match = _RUN_FILE.fullmatch(name)
+            if match and match["stem"] not in (".", ".."):
+                # named like a run file, whatever it is: a directory or FIFO there is the run's problem to report
+                stems.add(match["stem"])
+                continue
             if entry.kind == "directory":
                 if CHECKPOINT_FOLDER.fullmatch(name):
                     hf = True
@@ -265,9 +270,6 @@ class RunFinder:
                 continue
             if name == STATE_FILE and entry.kind == "file":
                 hf = True
-            match = _RUN_FILE.fullmatch(name)
-            if match and match["stem"] not in (".", ".."):
-                stems.add(match["stem"])
         folder = _Folder(signature, now, entries, sorted(subfolders), sorted(stems), hf)
         self._folders[rel] = folder
         return folder, True

@@ -110,16 +110,36 @@ class Sweep:
         self._cache_dirty = False
         self._cache_saved_at = -math.inf
         self._runs: dict[str, _RunState] = {}
+        self._adopted: set[str] = set()
         self.scan_problems: list[str] = []
 
     # ---- reading ----------------------------------------------------------------------------------------------
+    def adopt(self, run_id: str, reader: Any = None) -> RunSummary:
+        """The caller reads this run's records itself (a dashboard that loads its series) and feeds its summary
+        (`add_points`, `add_alerts`, `reset`): from now on refresh() reads only the run's info and configuration,
+        so no run is read twice (a Hugging Face run's configuration comes from the caller's `reader`, a
+        TrainerStateReader). Returns the summary to feed, emptied of anything read or cached before."""
+        state = self._runs[run_id]
+        if reader is not None and state.ref.source == "hf":
+            _close(state.reader)
+            state.reader = reader
+        if run_id not in self._adopted:
+            self._adopted.add(run_id)
+            info = dict(state.summary.info)
+            state.summary = RunSummary()
+            state.summary.set_info(info)
+            state.from_cache = False
+            state.signature = None
+        return state.summary
+
     @property
     def runs(self) -> dict[str, RunRef]:
         return {run_id: state.ref for run_id, state in self._runs.items()}
 
-    def refresh(self) -> SweepUpdate:
+    def refresh(self, before_reading: Callable[[list[str]], None] | None = None) -> SweepUpdate:
         """Find runs that appeared or went away, read what changed in each run's files; never raises for what a
-        file holds (problems are reported)."""
+        file holds (problems are reported). `before_reading(added run ids)` runs between the two, so a caller can
+        `adopt` the new runs it will read itself."""
         scan = self.finder.scan()
         update = SweepUpdate(problems=list(scan.problems))
         self.scan_problems = list(scan.problems)
@@ -135,6 +155,8 @@ class Sweep:
             self._runs[ref.run_id] = _RunState(ref)
             update.added.append(ref.run_id)
         self._runs = {run_id: self._runs[run_id] for run_id in scan.runs}
+        if before_reading is not None and update.added:
+            before_reading(list(update.added))
         for run_id, state in self._runs.items():
             before = len(state.problems)
             try:
@@ -158,10 +180,11 @@ class Sweep:
         if state.from_cache or state.reader is None:
             _close(state.reader)
             state.summary, state.reader, state.from_cache = RunSummary(), None, False
+        adopted = state.ref.run_id in self._adopted
         if state.ref.source == "rldk":
-            self._read_ours(state)
+            self._read_ours(state, records=not adopted)
         else:
-            self._read_hf(state, signature)
+            self._read_hf(state, signature, records=not adopted)
         times = [entry[1] / 1e9 for name, entry in signature.items() if name != "checkpoint-*" and entry[1]]
         state.summary.touch(max(times) if times else None)
         state.signature = signature
@@ -212,12 +235,12 @@ class Sweep:
         state.from_cache = True
         return True
 
-    def _read_ours(self, state: _RunState) -> None:
+    def _read_ours(self, state: _RunState, records: bool = True) -> None:
         ref, summary = state.ref, state.summary
         if state.reader is None:
             state.reader = RunStore(ref.folder, str(ref.file_stem), follow=True, fs=self.fs)
         store: RunStore = state.reader
-        while True:
+        while records:
             data = store.read_new()
             for kind in sorted(data.reset):
                 summary.reset(kind)
@@ -235,16 +258,17 @@ class Sweep:
             config = info.get("config")
             state.config = config if isinstance(config, dict) else {}
 
-    def _read_hf(self, state: _RunState, signature: dict[str, list[Any]]) -> None:
+    def _read_hf(self, state: _RunState, signature: dict[str, list[Any]], records: bool = True) -> None:
         ref, summary = state.ref, state.summary
         if state.reader is None:
             state.reader = TrainerStateReader(ref.folder, self.fs)
         reader: TrainerStateReader = state.reader
-        records, reset, problems = reader.read_new()
-        if reset:
-            summary.reset("metrics")
-        summary.add_records(records)
-        self._note(state, [f"{ref.name}: {problem}" for problem in problems])
+        if records:
+            new, reset, problems = reader.read_new()
+            if reset:
+                summary.reset("metrics")
+            summary.add_records(new)
+            self._note(state, [f"{ref.name}: {problem}" for problem in problems])
         entries = self.finder.entries(ref.rel)
         newest = (signature.get("checkpoint-*") or [None])[-1]
         config_signature = [signature.get(name) for name in FOLDER_CONFIG_FILES] + [newest]

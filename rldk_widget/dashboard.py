@@ -41,6 +41,8 @@ from .run_summary import RunSummary
 from .runs import Sweep, runs_table
 from .runs_payload import table_payload
 from .store import RunData, RunStore, default_run_id, validate_run_id
+from .static_output import MAX_PNG_BYTES as PICTURE_PNG_BYTES
+from .static_output import StaticOutput, static_output_wanted
 from .subshell import SubshellRoute
 from .traits import LiveTrait, MetricsView
 from .transport import DeltaChannel
@@ -59,7 +61,8 @@ _FILE_OF_EVENT = {"alert": "alerts"}
 """RLDKCallback event kinds whose run file has another name (the others are named as the event)."""
 _DEFAULT_PORT = 8501
 _CONSTRUCTOR_ARGS = (
-    "output_dir", "port", "auto_refresh", "run_id", "refresh_interval", "alert_rules", "storage_options"
+    "output_dir", "port", "auto_refresh", "run_id", "refresh_interval", "alert_rules", "static_picture",
+    "storage_options",
 )
 WIDGET_KWARGS = ("layout", "tabbable", "tooltip", "_dom_classes")
 """ipywidgets layout arguments users pass to any widget; they go to the widget unchanged."""
@@ -133,12 +136,15 @@ class RLDKDashboard(anywidget.AnyWidget):
         run_id: str | None = None,
         refresh_interval: float = 5.0,
         alert_rules: AlertRules | None = None,
+        static_picture: bool | None = None,
         storage_options: Mapping[str, Any] | None = None,
         **widget_kwargs: Any,
     ) -> None:
         """`alert_rules`: thresholds of the health checks the dashboard runs on runs without alerts of their own
-        (default: `AlertRules.for_trainer` of each run's trainer kind). `storage_options` is for remote folders
-        (fsspec URLs); a local folder does not use it.
+        (default: `AlertRules.for_trainer` of each run's trainer kind). `static_picture`: put a picture of the
+        charts and a summary under the live view when it is displayed, kept current, so a saved notebook shows the
+        run where widgets cannot (default: yes, except in Colab; static_output.py). `storage_options` is for remote
+        folders (fsspec URLs); a local folder does not use it.
         `widget_kwargs`: ipywidgets layout arguments (layout, tabbable, tooltip); anything else is a TypeError."""
         reject_unknown("RLDKDashboard()", widget_kwargs, [*_CONSTRUCTOR_ARGS, *WIDGET_KWARGS])
         self._local = threading.local()
@@ -198,6 +204,8 @@ class RLDKDashboard(anywidget.AnyWidget):
             self._read_back_appends, name="rldk-append-read-back", coalesce_s=APPEND_READ_BACK_S,
             tail_look_s=APPEND_READ_BACK_S / 2, quiet_s=APPEND_READ_BACK_S,
         )
+        self._static_picture = static_output_wanted() if static_picture is None else bool(static_picture)
+        self._static = StaticOutput(self._render_picture, self._picture_version)
         self.pages = PageServer(self.send, name="rldk-pages")
         self._route = SubshellRoute()
         self._route.open(self.comm)
@@ -438,6 +446,44 @@ class RLDKDashboard(anywidget.AnyWidget):
         with panel:
             display(self)
 
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        """Displayed in a cell: the live view, and under it the picture that a saved notebook keeps (static_output)."""
+        bundle = self._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, tuple):
+            bundle = bundle[0]
+        if self._static_picture:
+            self._static.display(bundle)
+        else:
+            from IPython.display import display
+
+            display(bundle, raw=True)
+
+    def freeze(self) -> None:
+        """Replace the live views displayed in cells by a picture of the charts and a summary (what a notebook shared
+        on GitHub or converted with nbconvert shows). `save_html` is the full interactive export; `dash` in a cell
+        shows the live view again."""
+        self._catch_up()
+        self._static.freeze()
+
+    def _picture_version(self) -> Any:
+        """Changes whenever what the picture shows may have changed."""
+        return (self._channel.seq, len(self._alerts), tuple(self.selected), tuple(self.default_charts))
+
+    def _render_picture(self) -> dict[str, Any]:
+        from .static_view import StaticData, render
+
+        with self._lock:
+            data = StaticData.collect(
+                self._runs, [run for run in self.selected if run in self._runs], list(self.default_charts) or None,
+                self._alerts[-SNAPSHOT_ALERTS:], dict(self.info), dict(self.status),
+            )
+        picture = render(data, max_png_bytes=PICTURE_PNG_BYTES)
+        return {
+            "image/png": picture.png_base64(),
+            "text/html": picture.html_with_image(),
+            "text/plain": f"RLDK dashboard picture at step {picture.step} (the live view is the widget above)",
+        }
+
     def start_dashboard(self) -> None:
         """The original dashboard's entry point: displays the widget in the current cell (outside a notebook it
         says, in one line, what to do instead)."""
@@ -615,6 +661,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self.pages.close()
         self._route.close()
         self._health.close()
+        self._static.close()
         unregister_post_run_cell(self._cell_end_hook)
         with self._lock:
             for store in self._stores.values():
@@ -998,6 +1045,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         """After each cell: bring the traitlet snapshot up to date, so a notebook saved now holds the run
         (bounded by SNAPSHOT_POINT_BUDGET). Views already in sync ignore it and keep their full data."""
         self._catch_up()
+        self._static.after_cell()
         with self._lock:
             if not self._changed_since_snapshot or self.comm is None:
                 return

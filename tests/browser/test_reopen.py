@@ -42,6 +42,7 @@ OUTPUT_JS = """() => {
     charts: area.querySelectorAll('.rldk-root .rldk-plot .main-svg').length,
     modelNotFound: area.innerText.includes('model not found'),
     pictureVisible: !!picture && visible(picture),
+    pictureText: picture ? picture.textContent : null,
     pictureImage: !!picture && [...picture.querySelectorAll('img')].some((i) => visible(i) && i.naturalWidth > 500),
     badge: (area.querySelector('.rldk-root .rldk-badge') || {}).textContent || null,
     alertAsText: area.innerText.includes('<b>reward</b> collapsed'),
@@ -112,3 +113,24 @@ def test_without_widget_state_the_reopened_notebook_shows_the_picture(lab_page, 
     lab_page.page.locator(".jp-NotebookPanel .jp-CodeCell .jp-OutputArea").first.screenshot(
         path=str(tmp_path / "reopened_default.png")
     )
+
+
+def test_replacing_the_picture_leaves_the_live_view_alone(lab_page):
+    notebook = lab_page.write_notebook("live_alone.ipynb", [SETUP.format(folder="live_alone_runs"), FEED])
+    lab_page.open(notebook)
+    lab.run_cell(lab_page.page, 0)
+    lab.wait_for_cells_done(lab_page.page, count=1)
+    page = lab_page.page
+    page.wait_for_selector(f"{lab.NOTEBOOK_ROOT} .rldk-header")
+    page.evaluate(f"() => {{ document.querySelector('{lab.NOTEBOOK_ROOT}').__rldkMark = 'first view'; }}")
+    lab.run_cell(page, 1)
+    lab_page.wait_until(lambda: lab_page.step(lab.NOTEBOOK_ROOT) == "199", 30, "the live view at step 199")
+    state = lab_page.wait_until(
+        lambda: (s := page.evaluate(OUTPUT_JS)) and "step 199" in (s["pictureText"] or "") and s, 30,
+        "the picture under the view to be replaced by the final state",
+    )
+    assert state["roots"] == 1 and not state["pictureVisible"]
+    assert page.evaluate(f"() => document.querySelector('{lab.NOTEBOOK_ROOT}').__rldkMark") == "first view", (
+        "the live view was re-created when the picture was replaced"
+    )
+    lab_page.assert_no_console_errors()

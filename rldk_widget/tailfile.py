@@ -433,3 +433,75 @@ class CsvFile(TailFile):
         self._offset = 0
         self._commit_write(fd, 0, payload)
         self.header = keys
+
+
+RECORD_AT = "_at"
+"""The key `IndexedJsonArrayFile` adds to each record read: `(offset, length)` of its JSON object in the file, or None
+when the record was recovered from damage or from a file not written one record per line."""
+
+
+class IndexedJsonArrayFile(JsonArrayFile):
+    """A JSON array file of one object per line (as every append writes it) whose reader also tells where each record
+    lies, so that a reader can keep offsets instead of the records (the samples file: texts stay on disk). From the
+    first line that is not one whole object on (damage, a pretty-printed or hand-written file) a chunk is read by
+    `JsonArrayFile`'s tolerant parser; those records get `_at: None`."""
+
+    def _parse(self, chunk: bytes, at_start: bool, final: bool) -> tuple[list[dict[str, Any]], int, list[str]]:
+        base = self._offset
+        position = 0
+        if at_start:
+            position = len(formats.BOM) if chunk.startswith(formats.BOM) else 0
+            stripped = chunk[position:].lstrip(formats.WHITESPACE)
+            if not stripped:
+                return [], 0, []
+            if stripped[:1] != b"[":
+                records, consumed, problems = super()._parse(chunk, True, final)
+                for record in records:
+                    record[RECORD_AT] = None
+                return records, consumed, problems
+            position = len(chunk) - len(stripped) + 1
+        end = len(chunk) if final else chunk.rfind(b"\n") + 1
+        records: list[dict[str, Any]] = []
+        consumed = 0
+        skipped = 0
+        problems: list[str] = []
+        while position < end:
+            newline = chunk.find(b"\n", position, end)
+            line_end = end if newline < 0 else newline
+            line = chunk[position:line_end]
+            left = line.lstrip(formats.WHITESPACE)
+            if left.startswith(b","):
+                left = left[1:].lstrip(formats.WHITESPACE)
+            body = left.rstrip(formats.WHITESPACE).rstrip(b",").rstrip(formats.WHITESPACE)
+            if body and body != b"]":
+                value = _loads_object(body) if body[:1] == b"{" and body[-1:] == b"}" else None
+                if value is None:
+                    start = position + len(line) - len(left)
+                    rest = formats.parse_array_chunk(chunk[start:], False, final, self.path.name)
+                    if rest.values:
+                        self._has_items = True
+                    for record in rest.records:
+                        record[RECORD_AT] = None
+                    records.extend(rest.records)
+                    problems.extend(rest.problems)
+                    if rest.consumed:
+                        consumed = start + rest.consumed
+                    break
+                self._has_items = True
+                if isinstance(value, dict):
+                    value[RECORD_AT] = (base + position + len(line) - len(left), len(body))
+                    records.append(value)
+                else:
+                    skipped += 1
+                consumed = position + len(line) - len(left) + len(body)
+            position = line_end + 1
+        if skipped:
+            problems.append(f"{self.path.name}: skipped {skipped} item(s) that are not objects")
+        return records, consumed, problems
+
+
+def _loads_object(body: bytes) -> Any:
+    try:
+        return formats.loads(body)
+    except ValueError:
+        return None

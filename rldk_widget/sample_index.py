@@ -1,0 +1,894 @@
+"""SampleIndex: one run's completions, indexed for pages — the steps that have samples, one step's samples grouped by
+prompt, a text search over all steps (newest first, in pages with progress), one prompt across steps, and a
+DataFrame.
+
+Fed incrementally (`update()`) from the run's samples file (`{run_id}_samples.json`, records of samples.py) and from
+TRL completions folders (`completions/*.parquet`, trl_samples.py), through the file-system layer. Memory stays small
+whatever the run's length: per sample the index keeps ~100 bytes of numbers in numpy columns (step, content key,
+prompt key, rewards, advantage, length, flags, and where its record lies: the byte range of its line in the samples
+file, or its row in a parquet file); texts are read from the files when a page asks for them.
+
+Each sample is shown once, at the first step it appeared. A batch repeats when logging is more frequent than
+generation (TRL logs the same batch at every log until the next generation) and when both sources hold it (our
+callback and TRL's parquet files): a new batch's samples whose content keys (samples.py) are at the same step
+already, or make up at least half of the batch at the nearest earlier step, are duplicates; those it shares with
+half of the nearest later step are shown here and hidden there. A prompt that comes back in a later epoch with the
+same answer is not a repeat: only the neighbouring steps are compared.
+
+Pages are plain JSON-able dicts (texts as plain strings, NaN / ±Inf as null); see `page`, `search`,
+`prompt_history` and `sample` for their formats.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import os
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from . import formats
+from .fs import LOCAL, READ_CHUNK_BYTES, FileSystem, describe_error
+from .samples import (
+    FLAG_NAMES,
+    BatchKeys,
+    SampleMeta,
+    cap_text,
+    extra_value,
+    json_number,
+    key_hex,
+    meta_from_record,
+    parse_key,
+    render_text,
+    text_key,
+    total_reward,
+    TEXT_CAP_BYTES,
+)
+from .tailfile import RECORD_AT, IndexedJsonArrayFile
+from .trl_samples import CompletionsFolder, ParquetBatch, ParquetRow
+
+SAMPLES_FILE = 0
+"""Source id of the samples file; parquet files get ids from 1, records held in memory -1."""
+IN_MEMORY = -1
+NEIGHBOUR_OVERLAP = 0.5
+"""A batch is a repeat of its neighbouring step's when at least this share of its samples is there."""
+PREVIEW_CHARS = 2000
+"""Characters of each text a page carries by default (`sample()` gives the whole stored text)."""
+SPAN_GAP_BYTES = 64 << 10
+SPAN_MAX_BYTES = 8 << 20
+SEARCH_CHUNK_BYTES = 4 << 20
+PARQUET_CACHE_FILES = 16
+SORT_COLUMNS = ("index", "reward", "advantage", "completion_length", "completion_chars", "prompt_chars",
+                "group_mean", "group_std")
+TRUNCATED_UNKNOWN = -1
+_Item = tuple  # (SampleMeta, (source, loc, length), record held in memory or None)
+
+
+@dataclass
+class IndexUpdate:
+    """What one `update()` added: the steps that gained samples (ascending), problems found, whether more is left
+    to read (call again), and whether the index was rebuilt (the samples file was replaced)."""
+
+    steps: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    more: bool = False
+    reset: bool = False
+
+
+class _Columns:
+    """Growable numpy columns, one row per sample."""
+
+    SPEC = {
+        "step": np.int64, "key": np.uint64, "prompt_key": np.uint64, "index": np.int32, "source": np.int32,
+        "loc": np.int64, "length": np.int32, "reward": np.float64, "advantage": np.float64,
+        "completion_length": np.float32, "truncated": np.int8, "empty": np.bool_, "cut": np.bool_,
+        "hidden": np.bool_, "prompt_chars": np.int32, "completion_chars": np.int32,
+    }
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.capacity = 0
+        self.data: dict[str, np.ndarray] = {name: np.empty(0, dtype) for name, dtype in self.SPEC.items()}
+        self.rewards: dict[str, np.ndarray] = {}
+
+    def reserve(self, extra: int) -> None:
+        need = self.n + extra
+        if need <= self.capacity:
+            return
+        capacity = max(need, int(self.capacity * 1.5), 1024)
+        for name, column in self.data.items():
+            grown = np.empty(capacity, column.dtype)
+            grown[: self.n] = column[: self.n]
+            self.data[name] = grown
+        for name, column in self.rewards.items():
+            grown = np.full(capacity, np.nan)
+            grown[: self.n] = column[: self.n]
+            self.rewards[name] = grown
+        self.capacity = capacity
+
+    def reward_column(self, name: str) -> np.ndarray:
+        column = self.rewards.get(name)
+        if column is None:
+            column = self.rewards[name] = np.full(self.capacity, np.nan)
+        return column
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        return self.data[name][: self.n]
+
+    def nbytes(self) -> int:
+        return sum(c.nbytes for c in self.data.values()) + sum(c.nbytes for c in self.rewards.values())
+
+
+class SampleIndex:
+    """The completions of one run, for pages (see the module docstring).
+
+    `samples_path`: the run's `{run_id}_samples.json` (None: none); `completions_dirs`: TRL `completions/` folders
+    (`add_completions_dir` adds more later, e.g. the trainer's, from the run info); `reward_names`: which parquet
+    columns are reward functions (else learned from the samples file, else every numeric column);
+    `reward_weights`: TRL's weights for the total reward of parquet rows (default 1 each). Thread-safe."""
+
+    def __init__(
+        self,
+        run_id: str,
+        samples_path: str | os.PathLike[str] | None = None,
+        completions_dirs: Iterable[str | os.PathLike[str]] = (),
+        fs: FileSystem = LOCAL,
+        reward_names: Sequence[str] | None = None,
+        reward_weights: Mapping[str, float] | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.fs = fs
+        self.samples_path = Path(samples_path) if samples_path is not None else None
+        self._reward_hint = [str(n) for n in reward_names] if reward_names else []
+        self.reward_weights = dict(reward_weights) if reward_weights else None
+        self._lock = threading.RLock()
+        self._folders: dict[Path, CompletionsFolder] = {}
+        for folder in completions_dirs:
+            self._folders[Path(folder)] = CompletionsFolder(folder, fs)
+        self._clear()
+
+    @classmethod
+    def for_store(cls, store: Any, completions_dirs: Iterable[str | os.PathLike[str]] = (), **kwargs: Any
+                  ) -> "SampleIndex":
+        """The index of a `RunStore`'s run (its samples file, through its file system), with its own read position."""
+        return cls(store.run_id, store.path("samples"), completions_dirs, fs=store.fs, **kwargs)
+
+    def _clear(self) -> None:
+        self._cols = _Columns()
+        self._reader = IndexedJsonArrayFile(self.samples_path, True, self.fs) if self.samples_path else None
+        self._ranges: dict[int, list[tuple[int, int]]] = {}
+        self._all_steps: list[int] = []
+        self._visible: dict[int, int] = {}
+        self._sorted_visible: list[int] | None = None
+        self._reward_names: list[str] = list(self._reward_hint)
+        self._memory: dict[int, dict[str, Any]] = {}
+        self._parquet: list[tuple[CompletionsFolder, str, Any, list[str]]] = [(None, "", None, [])]  # type: ignore
+        self._parquet_ids: dict[tuple[Path, str], int] = {}
+        self._parquet_cache: OrderedDict[int, list[ParquetRow]] = OrderedDict()
+        self._problems: dict[str, None] = {}
+        self._bad_records = 0
+        for folder in list(self._folders):
+            self._folders[folder] = CompletionsFolder(folder, self.fs)
+
+    def add_completions_dir(self, folder: str | os.PathLike[str]) -> None:
+        """Also index the TRL completions parquet files of `folder` (no-op if it is indexed already)."""
+        with self._lock:
+            path = Path(folder)
+            if path not in self._folders:
+                self._folders[path] = CompletionsFolder(path, self.fs)
+
+    @property
+    def completions_dirs(self) -> list[Path]:
+        return list(self._folders)
+
+    # ---- reading ---------------------------------------------------------------------------------------------
+    def update(self, limit: int = READ_CHUNK_BYTES, max_files: int = 256) -> IndexUpdate:
+        """Index what the sources gained since the last call: about `limit` bytes of the samples file and up to
+        `max_files` parquet files (`more` says to call again). Never raises: problems are returned (and kept in
+        `problems`)."""
+        with self._lock:
+            result = IndexUpdate()
+            before = set(self._visible)
+            if self._reader is not None:
+                read = self._reader.read_new(limit)
+                if read.reset:
+                    self._clear()
+                    result.reset = True
+                    before = set()
+                    read = self._reader.read_new(limit)  # type: ignore[union-attr]
+                self._add_records(read.records, result)
+                result.problems.extend(read.problems)
+                result.more = read.more
+            for folder in self._folders.values():
+                batches, problems, more = folder.poll(self._reward_names or None, max_files)
+                for batch in batches:
+                    self._add_parquet(folder, batch)
+                result.problems.extend(problems)
+                result.more = result.more or more
+            result.steps = sorted(step for step in self._visible if step not in before)
+            for problem in result.problems:
+                self._problems[problem] = None
+            return result
+
+    def update_all(self) -> IndexUpdate:
+        """`update()` until nothing is left to read."""
+        total = IndexUpdate()
+        while True:
+            part = self.update()
+            total.steps = sorted(set(total.steps) | set(part.steps)) if not part.reset else part.steps
+            total.problems.extend(p for p in part.problems if p not in total.problems)
+            total.reset = total.reset or part.reset
+            if not part.more:
+                return total
+
+    @property
+    def problems(self) -> list[str]:
+        """Everything that could not be read so far, each text once."""
+        with self._lock:
+            return list(self._problems)
+
+    def _add_records(self, records: list[dict[str, Any]], result: IndexUpdate) -> None:
+        batch: list[_Item] = []
+        bad = 0
+        for record in records:
+            meta = meta_from_record(record)
+            if meta is None:
+                bad += 1
+                continue
+            for name in meta.rewards:
+                if name not in self._reward_names:
+                    self._reward_names.append(name)
+            at = record.get(RECORD_AT)
+            held = None
+            if at is not None:
+                where = (SAMPLES_FILE, at[0], at[1])
+            else:  # recovered from damage: no byte range, so the record is kept (texts capped)
+                where = (IN_MEMORY, -1, 0)
+                meta.cut = _hold(record) or meta.cut
+                held = record
+            if batch and batch[-1][0].step != meta.step:
+                self._add_batch(batch)
+                batch = []
+            batch.append((meta, where, held))
+        if batch:
+            self._add_batch(batch)
+        if bad:
+            self._bad_records += bad
+            name = self.samples_path.name if self.samples_path else "samples"
+            result.problems.append(f"{name}: {self._bad_records} record(s) without a usable 'step' skipped")
+
+    def _add_parquet(self, folder: CompletionsFolder, batch: ParquetBatch) -> None:
+        for name in batch.reward_names:
+            if name not in self._reward_names:
+                self._reward_names.append(name)
+        keys = BatchKeys()
+        prompt_keys: dict[str, int] = {}
+        metas = []
+        for i, row in enumerate(batch.rows):
+            prompt_key = prompt_keys.get(row.prompt)
+            if prompt_key is None:
+                prompt_key = prompt_keys[row.prompt] = text_key(row.prompt)
+            metas.append(SampleMeta(
+                step=batch.step, key=keys.key(row.prompt, row.completion, row.advantage), prompt_key=prompt_key,
+                index=i, rewards=row.rewards, reward=total_reward(row.rewards, self.reward_weights),
+                advantage=row.advantage, completion_length=math.nan, truncated=None, empty=not row.content.strip(),
+                cut=False, prompt_chars=len(row.prompt), completion_chars=len(row.completion),
+            ))
+        file_key = (folder.folder, batch.name)
+        source = self._parquet_ids.get(file_key)
+        if source is None:
+            source = self._parquet_ids[file_key] = len(self._parquet)
+            self._parquet.append((folder, batch.name, batch.signature, list(batch.reward_names)))
+        else:  # the file was rewritten (TRL rewrites the last step's at the end of training): follow its rows
+            self._parquet[source] = (folder, batch.name, batch.signature, list(batch.reward_names))
+            self._parquet_cache.pop(source, None)
+            self._relocate(source, [m.key for m in metas])
+        self._parquet_cache[source] = batch.rows
+        self._trim_cache()
+        self._add_batch([(meta, (source, i, 0), None) for i, meta in enumerate(metas)])
+
+    def _relocate(self, source: int, keys: list[int]) -> None:
+        """Rows indexed from an earlier version of a parquet file: point them at the same sample's row now, or
+        hide them if it is gone."""
+        cols = self._cols
+        rows = np.flatnonzero(cols["source"] == source)
+        where = {key: i for i, key in enumerate(keys)}
+        for row in rows:
+            i = where.get(int(cols["key"][row]))
+            if i is None:
+                self._hide(np.array([row]))
+            else:
+                cols.data["loc"][row] = i
+
+    def _trim_cache(self) -> None:
+        while len(self._parquet_cache) > PARQUET_CACHE_FILES:
+            self._parquet_cache.popitem(last=False)
+
+    # ---- de-duplication --------------------------------------------------------------------------------------
+    def _rows_of(self, step: int) -> np.ndarray:
+        ranges = self._ranges.get(step)
+        if not ranges:
+            return np.empty(0, np.int64)
+        if len(ranges) == 1:
+            return np.arange(ranges[0][0], ranges[0][1])
+        return np.concatenate([np.arange(a, b) for a, b in ranges])
+
+    def _neighbour(self, step: int, later: bool) -> int | None:
+        i = bisect.bisect_right(self._all_steps, step) if later else bisect.bisect_left(self._all_steps, step) - 1
+        return self._all_steps[i] if 0 <= i < len(self._all_steps) else None
+
+    def _add_batch(self, batch: list[_Item]) -> None:
+        if not batch:
+            return
+        cols = self._cols
+        step = batch[0][0].step
+        keys = np.fromiter((item[0].key for item in batch), np.uint64, len(batch))
+        duplicate = np.zeros(len(batch), bool)
+        same = self._rows_of(step)
+        if same.size:
+            matches = np.isin(keys, cols["key"][same])
+            if matches.any():
+                self._merge_into(same, batch, matches)
+            duplicate |= matches
+        earlier = self._neighbour(step, later=False)
+        if earlier is not None:
+            overlap = np.isin(keys, cols["key"][self._rows_of(earlier)])
+            if overlap.mean() >= NEIGHBOUR_OVERLAP:
+                duplicate |= overlap
+        later = self._neighbour(step, later=True)
+        if later is not None:
+            rows = self._rows_of(later)
+            overlap = np.isin(keys, cols["key"][rows])
+            if overlap.mean() >= NEIGHBOUR_OVERLAP:
+                shared = rows[np.isin(cols["key"][rows], keys[overlap & ~duplicate])]
+                self._hide(shared[~cols["hidden"][shared]])
+        kept = [item for item, dup in zip(batch, duplicate) if not dup]
+        if not kept:
+            self._note_step(step)
+            return
+        start = cols.n
+        cols.reserve(len(kept))
+        d = cols.data
+        end = start + len(kept)
+        d["step"][start:end] = step
+        for j, (meta, (source, loc, length), held) in enumerate(kept):
+            row = start + j
+            d["key"][row] = meta.key
+            d["prompt_key"][row] = meta.prompt_key
+            d["index"][row] = meta.index
+            d["source"][row] = source
+            d["loc"][row] = loc
+            d["length"][row] = length
+            d["reward"][row] = meta.reward
+            d["advantage"][row] = meta.advantage
+            d["completion_length"][row] = meta.completion_length
+            d["truncated"][row] = TRUNCATED_UNKNOWN if meta.truncated is None else int(meta.truncated)
+            d["empty"][row] = meta.empty
+            d["cut"][row] = meta.cut
+            d["hidden"][row] = False
+            d["prompt_chars"][row] = min(meta.prompt_chars, 2**31 - 1)
+            d["completion_chars"][row] = min(meta.completion_chars, 2**31 - 1)
+            for name, value in meta.rewards.items():
+                cols.reward_column(name)[row] = value
+            if held is not None:
+                self._memory[row] = held
+        for name, column in cols.rewards.items():
+            for j, item in enumerate(kept):
+                if name not in item[0].rewards:
+                    column[start + j] = np.nan
+        cols.n = end
+        self._ranges.setdefault(step, []).append((start, end))
+        self._note_step(step)
+        self._visible[step] = self._visible.get(step, 0) + len(kept)
+        self._sorted_visible = None
+
+    def _note_step(self, step: int) -> None:
+        if step in self._ranges or not self._all_steps or step > self._all_steps[-1]:
+            if not self._all_steps or step > self._all_steps[-1]:
+                self._all_steps.append(step)
+                self._ranges.setdefault(step, [])
+            return
+        i = bisect.bisect_left(self._all_steps, step)
+        if i >= len(self._all_steps) or self._all_steps[i] != step:
+            self._all_steps.insert(i, step)
+            self._ranges.setdefault(step, [])
+
+    def _merge_into(self, rows: np.ndarray, batch: list[_Item], matches: np.ndarray) -> None:
+        """The same sample from another source at the same step: keep what only the new one knows (token length,
+        truncated flag)."""
+        cols = self._cols
+        by_key = {int(cols["key"][row]): row for row in rows}
+        for (meta, _, _), match in zip(batch, matches):
+            row = by_key.get(meta.key) if match else None
+            if row is None:
+                continue
+            if math.isnan(cols["completion_length"][row]) and not math.isnan(meta.completion_length):
+                cols.data["completion_length"][row] = meta.completion_length
+            if cols["truncated"][row] == TRUNCATED_UNKNOWN and meta.truncated is not None:
+                cols.data["truncated"][row] = int(meta.truncated)
+
+    def _hide(self, rows: np.ndarray) -> None:
+        if not rows.size:
+            return
+        cols = self._cols
+        cols.data["hidden"][rows] = True
+        for step, count in zip(*np.unique(cols["step"][rows], return_counts=True)):
+            left = self._visible.get(int(step), 0) - int(count)
+            if left > 0:
+                self._visible[int(step)] = left
+            else:
+                self._visible.pop(int(step), None)
+        self._sorted_visible = None
+
+    # ---- steps -----------------------------------------------------------------------------------------------
+    def steps(self) -> list[int]:
+        """The steps that have samples, ascending."""
+        with self._lock:
+            return list(self._steps())
+
+    def _steps(self) -> list[int]:
+        if self._sorted_visible is None:
+            self._sorted_visible = sorted(self._visible)
+        return self._sorted_visible
+
+    def _visible_rows(self, step: int) -> np.ndarray:
+        rows = self._rows_of(step)
+        if not rows.size:
+            return rows
+        rows = rows[~self._cols["hidden"][rows]]
+        order = np.lexsort((self._cols["source"][rows], self._cols["index"][rows]))
+        return rows[order]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(self._visible.values())
+
+    def summary(self) -> dict[str, Any]:
+        """{"run_id", "steps" (count), "first_step", "last_step", "samples", "reward_names", "sort_columns",
+        "flags", "problems"}: what a step picker and the column headers need."""
+        with self._lock:
+            steps = self._steps()
+            return {
+                "run_id": self.run_id,
+                "steps": len(steps),
+                "first_step": steps[0] if steps else None,
+                "last_step": steps[-1] if steps else None,
+                "samples": sum(self._visible.values()),
+                "reward_names": list(self._reward_names),
+                "sort_columns": self.sort_columns(),
+                "flags": [*FLAG_NAMES, "identical"],
+                "problems": list(self._problems),
+            }
+
+    def sort_columns(self) -> list[str]:
+        return [*SORT_COLUMNS, *self._reward_names]
+
+    def memory_bytes(self) -> int:
+        """What the index holds in memory, roughly (numpy columns, step tables, records held in memory)."""
+        with self._lock:
+            tables = 120 * len(self._ranges) + 64 * sum(len(r) for r in self._ranges.values())
+            held = sum(len(str(r.get("prompt", ""))) + len(str(r.get("completion", ""))) for r in self._memory.values())
+            return self._cols.nbytes() + tables + 8 * len(self._all_steps) + held
+
+    # ---- texts -----------------------------------------------------------------------------------------------
+    def _records(self, rows: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The stored record (texts, extra, cut) of each row, read from its source; a row whose record cannot be
+        read gets {"missing": problem}."""
+        cols = self._cols
+        out: dict[int, dict[str, Any]] = {}
+        file_rows = []
+        parquet_rows: dict[int, list[int]] = {}
+        for row in rows:
+            source = int(cols["source"][row])
+            if source == SAMPLES_FILE:
+                file_rows.append(row)
+            elif source == IN_MEMORY:
+                out[row] = self._memory.get(row, {"missing": "not held"})
+            else:
+                parquet_rows.setdefault(source, []).append(row)
+        if file_rows:
+            out.update(self._read_lines(file_rows))
+        for source, source_rows in parquet_rows.items():
+            out.update(self._read_parquet_rows(source, source_rows))
+        return out
+
+    def _read_lines(self, rows: list[int]) -> dict[int, dict[str, Any]]:
+        cols = self._cols
+        rows = sorted(rows, key=lambda r: int(cols["loc"][r]))
+        out: dict[int, dict[str, Any]] = {}
+        spans: list[list[int]] = []
+        for row in rows:
+            start, end = int(cols["loc"][row]), int(cols["loc"][row]) + int(cols["length"][row])
+            if spans and start - spans[-1][1] <= SPAN_GAP_BYTES and end - spans[-1][0] <= SPAN_MAX_BYTES:
+                spans[-1][1] = max(spans[-1][1], end)
+                spans[-1].append(row)
+            else:
+                spans.append([start, end, row])
+        for span in spans:
+            start, end, span_rows = span[0], span[1], span[2:]
+            try:
+                _, data = self.fs.read(self.samples_path, start, end - start)  # type: ignore[arg-type]
+            except OSError as err:
+                problem = f"{self.samples_path.name}: cannot read ({describe_error(err)})"  # type: ignore[union-attr]
+                out.update({row: {"missing": problem} for row in span_rows})
+                continue
+            for row in span_rows:
+                offset = int(cols["loc"][row]) - start
+                out[row] = _parse_line(data[offset : offset + int(cols["length"][row])], int(cols["key"][row]))
+        return out
+
+    def _read_parquet_rows(self, source: int, rows: list[int]) -> dict[int, dict[str, Any]]:
+        decoded = self._parquet_cache.get(source)
+        problem = None
+        if decoded is None:
+            folder, name, signature, reward_names = self._parquet[source]
+            decoded, problem = folder.read_rows(name, signature, reward_names or None)
+            if decoded is not None:
+                self._parquet_cache[source] = decoded
+                self._trim_cache()
+        else:
+            self._parquet_cache.move_to_end(source)
+        out: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            i = int(self._cols["loc"][row])
+            if decoded is None or i >= len(decoded):
+                out[row] = {"missing": problem or f"{self._parquet[source][1]}: changed since it was indexed"}
+                continue
+            item = decoded[i]
+            out[row] = {"prompt": item.prompt, "completion": item.completion,
+                        "extra": {k: extra_value(v) for k, v in item.extra.items()}, "source": "parquet"}
+        return out
+
+    # ---- pages -----------------------------------------------------------------------------------------------
+    def _row_numbers(self, row: int) -> dict[str, Any]:
+        cols = self._cols
+        truncated = int(cols["truncated"][row])
+        length = float(cols["completion_length"][row])
+        return {
+            "reward": json_number(float(cols["reward"][row])),
+            "rewards": {name: json_number(float(column[row])) for name, column in cols.rewards.items()
+                        if name in self._reward_names},
+            "advantage": json_number(float(cols["advantage"][row])),
+            "completion_length": None if math.isnan(length) else int(length),
+            "truncated": None if truncated == TRUNCATED_UNKNOWN else bool(truncated),
+            "empty": bool(cols["empty"][row]),
+            "cut": bool(cols["cut"][row]),
+            "completion_chars": int(cols["completion_chars"][row]),
+            "prompt_chars": int(cols["prompt_chars"][row]),
+        }
+
+    def _sample_id(self, row: int) -> str:
+        return f"{int(self._cols['step'][row])}:{key_hex(int(self._cols['key'][row]))}"
+
+    def _row_dict(self, row: int, record: Mapping[str, Any], text_chars: int, with_prompt: bool) -> dict[str, Any]:
+        cols = self._cols
+        out: dict[str, Any] = {
+            "id": self._sample_id(row),
+            "step": int(cols["step"][row]),
+            "index": int(cols["index"][row]),
+            "prompt_id": key_hex(int(cols["prompt_key"][row])),
+            "source": _source_name(int(cols["source"][row]), record),
+        }
+        if with_prompt:
+            out["prompt"], out["prompt_more"] = _preview(record.get("prompt"), text_chars)
+        out["completion"], out["completion_more"] = _preview(record.get("completion"), text_chars)
+        out.update(self._row_numbers(row))
+        extra = record.get("extra")
+        out["extra"] = {str(k): extra_value(v) for k, v in extra.items()} if isinstance(extra, Mapping) else {}
+        if "missing" in record:
+            out["missing"] = str(record["missing"])
+        return out
+
+    def _group_stats(self, rows: np.ndarray) -> dict[int, dict[str, Any]]:
+        """Per prompt among `rows`: size, reward mean, spread (sample std like TRL's), min, max, identical."""
+        cols = self._cols
+        prompts = cols["prompt_key"][rows]
+        rewards = cols["reward"][rows]
+        stats: dict[int, dict[str, Any]] = {}
+        for prompt in dict.fromkeys(prompts.tolist()):
+            values = rewards[prompts == prompt]
+            finite = values[~np.isnan(values)]
+            size = int(values.size)
+            stats[prompt] = {
+                "size": size,
+                "reward_mean": json_number(float(finite.mean())) if finite.size else None,
+                "reward_std": json_number(float(finite.std(ddof=1))) if finite.size > 1 else None,
+                "reward_min": json_number(float(finite.min())) if finite.size else None,
+                "reward_max": json_number(float(finite.max())) if finite.size else None,
+                "identical_rewards": size > 1 and (finite.size == 0 or (finite.size == size and
+                                                                       bool(finite.min() == finite.max()))),
+            }
+        return stats
+
+    def _sort_values(self, rows: np.ndarray, column: str, stats: dict[int, dict[str, Any]]) -> np.ndarray:
+        cols = self._cols
+        if column in ("group_mean", "group_std"):
+            name = "reward_mean" if column == "group_mean" else "reward_std"
+            prompts = cols["prompt_key"][rows].tolist()
+            return np.array([np.nan if stats[p][name] is None else stats[p][name] for p in prompts], float)
+        if column in cols.data and column in SORT_COLUMNS:
+            return cols[column][rows].astype(float)
+        if column in cols.rewards:
+            return cols.rewards[column][rows]
+        raise ValueError(f"cannot sort by {column!r}: use one of {self.sort_columns()}")
+
+    def _filter(self, rows: np.ndarray, flags: Mapping[str, bool] | None, reward_range: Sequence[float | None] | None,
+                reward_column: str, stats: dict[int, dict[str, Any]]) -> np.ndarray:
+        cols = self._cols
+        keep = np.ones(rows.size, bool)
+        for flag, wanted in (flags or {}).items():
+            if flag == "truncated":
+                values = cols["truncated"][rows]
+                keep &= (values == 1) if wanted else (values == 0)
+            elif flag in ("empty", "cut"):
+                keep &= cols[flag][rows] == bool(wanted)
+            elif flag == "identical":
+                identical = np.array([stats[p]["identical_rewards"] for p in cols["prompt_key"][rows].tolist()], bool)
+                keep &= identical == bool(wanted)
+            else:
+                raise ValueError(f"unknown flag {flag!r}: use {[*FLAG_NAMES, 'identical']}")
+        if reward_range is not None:
+            low, high = reward_range
+            if reward_column == "reward":
+                values = cols["reward"][rows]
+            elif reward_column in cols.rewards:
+                values = cols.rewards[reward_column][rows]
+            else:
+                raise ValueError(f"unknown reward column {reward_column!r}")
+            with np.errstate(invalid="ignore"):
+                if low is not None:
+                    keep &= values >= low
+                if high is not None:
+                    keep &= values <= high
+        return rows[keep]
+
+    def page(
+        self,
+        step: int,
+        sort: str = "index",
+        descending: bool = False,
+        flags: Mapping[str, bool] | None = None,
+        reward_range: Sequence[float | None] | None = None,
+        reward_column: str = "reward",
+        group: bool = True,
+        offset: int = 0,
+        limit: int = 64,
+        text_chars: int = PREVIEW_CHARS,
+    ) -> dict[str, Any]:
+        """One step's samples.
+
+        `sort`: a column of `sort_columns()` ("index" is the trainer's order; NaN last either way); `flags`:
+        {"truncated" | "empty" | "cut" | "identical": True / False} rows must match; `reward_range`: (low, high),
+        either None for open, on `reward_column` ("reward" = total, or a reward function); `group`: rows grouped by
+        prompt, groups ordered by their first row, `offset` / `limit` counting groups (else rows); `text_chars`:
+        characters of each text (the rest is marked `*_more`; `sample(id)` has it all). Raises ValueError for an
+        unknown sort column or flag.
+
+        Returns {"kind": "step", "run_id", "step", "prev_step", "next_step", "reward_names", "sort": {"column",
+        "descending"}, "total_rows", "matched_rows", "total_groups", "matched_groups", "offset", "limit", "more",
+        "groups": [{"prompt_id", "prompt", "prompt_more", "prompt_chars", "size", "shown", "reward_mean",
+        "reward_std", "reward_min", "reward_max", "identical_rewards", "rows": [row, ...]}, ...]} — or "rows"
+        instead of "groups" when `group` is False. A row: {"id", "step", "index", "prompt_id", "source",
+        ["prompt", "prompt_more",] "completion", "completion_more", "reward", "rewards": {name: value}, "advantage",
+        "completion_length", "truncated", "empty", "cut", "completion_chars", "prompt_chars", "extra": {...}
+        [, "missing": why its texts could not be read]}."""
+        with self._lock:
+            rows = self._visible_rows(step)
+            stats = self._group_stats(rows)
+            matched = self._filter(rows, flags, reward_range, reward_column, stats)
+            if sort != "index" or descending:
+                values = self._sort_values(matched, sort, stats)
+                missing = np.isnan(values)
+                keys = np.where(missing, 0.0, -values if descending else values)
+                matched = matched[np.lexsort((keys, missing))]  # stable: ties keep the trainer's order
+            steps = self._steps()
+            before, after = bisect.bisect_left(steps, step), bisect.bisect_right(steps, step)
+            page: dict[str, Any] = {
+                "kind": "step",
+                "run_id": self.run_id,
+                "step": step,
+                "prev_step": steps[before - 1] if before > 0 else None,
+                "next_step": steps[after] if after < len(steps) else None,
+                "reward_names": list(self._reward_names),
+                "sort": {"column": sort, "descending": bool(descending)},
+                "total_rows": int(rows.size),
+                "matched_rows": int(matched.size),
+                "total_groups": len(stats),
+                "offset": offset,
+                "limit": limit,
+            }
+            if group:
+                order: dict[int, list[int]] = {}
+                for row, prompt in zip(matched.tolist(), self._cols["prompt_key"][matched].tolist()):
+                    order.setdefault(prompt, []).append(row)
+                groups = list(order.items())
+                page["matched_groups"] = len(groups)
+                chosen = groups[offset : offset + limit]
+                page["more"] = offset + limit < len(groups)
+                records = self._records([row for _, group_rows in chosen for row in group_rows])
+                page["groups"] = []
+                for prompt, group_rows in chosen:
+                    first = records[group_rows[0]]
+                    text, more = _preview(first.get("prompt"), text_chars)
+                    page["groups"].append({
+                        "prompt_id": key_hex(prompt), "prompt": text, "prompt_more": more,
+                        "prompt_chars": int(self._cols["prompt_chars"][group_rows[0]]), **stats[prompt],
+                        "shown": len(group_rows),
+                        "rows": [self._row_dict(row, records[row], text_chars, False) for row in group_rows],
+                    })
+            else:
+                chosen_rows = matched[offset : offset + limit].tolist()
+                page["matched_groups"] = len(set(self._cols["prompt_key"][matched].tolist()))
+                page["more"] = offset + limit < matched.size
+                records = self._records(chosen_rows)
+                page["rows"] = [self._row_dict(row, records[row], text_chars, True) for row in chosen_rows]
+            return page
+
+    def _find(self, sample_id: str) -> int | None:
+        step_text, _, key_text = str(sample_id).partition(":")
+        key = parse_key(key_text)
+        try:
+            step = int(step_text)
+        except ValueError:
+            return None
+        if key is None:
+            return None
+        rows = self._visible_rows(step)
+        found = rows[self._cols["key"][rows] == np.uint64(key)]
+        return int(found[0]) if found.size else None
+
+    def sample(self, sample_id: str) -> dict[str, Any] | None:
+        """One sample with its whole stored texts (a row of `page` with "prompt" and "completion" complete and
+        "cut_fields": which of them were capped on disk); None for an unknown id."""
+        with self._lock:
+            row = self._find(sample_id)
+            if row is None:
+                return None
+            record = self._records([row])[row]
+            out = self._row_dict(row, record, -1, True)
+            cut = record.get("cut")
+            out["cut_fields"] = [str(c) for c in cut] if isinstance(cut, list) else []
+            return out
+
+    def prompt_history(self, prompt_id: str, offset: int = 0, limit: int = 20, text_chars: int = 400
+                       ) -> dict[str, Any]:
+        """One prompt across steps, oldest first: how its answers changed over training. Pages of `limit` steps.
+
+        Returns {"kind": "prompt", "run_id", "prompt_id", "prompt", "prompt_more", "total_steps", "offset", "limit",
+        "more", "steps": [{"step", "size", "reward_mean", "reward_std", "reward_min", "reward_max",
+        "identical_rewards", "rows": [row, ...]}, ...]} (rows as in `page`, without the prompt)."""
+        with self._lock:
+            key = parse_key(prompt_id)
+            cols = self._cols
+            if key is None:
+                rows = np.empty(0, np.int64)
+            else:
+                rows = np.flatnonzero((cols["prompt_key"] == np.uint64(key)) & ~cols["hidden"])
+            steps = np.unique(cols["step"][rows]).tolist() if rows.size else []
+            chosen = steps[offset : offset + limit]
+            chosen_rows = rows[np.isin(cols["step"][rows], chosen)] if chosen else rows[:0]
+            chosen_rows = chosen_rows[np.lexsort((cols["index"][chosen_rows], cols["step"][chosen_rows]))]
+            records = self._records(chosen_rows.tolist())
+            page: dict[str, Any] = {
+                "kind": "prompt", "run_id": self.run_id, "prompt_id": prompt_id, "prompt": "", "prompt_more": False,
+                "total_steps": len(steps), "offset": offset, "limit": limit, "more": offset + limit < len(steps),
+                "steps": [],
+            }
+            if chosen_rows.size:
+                page["prompt"], page["prompt_more"] = _preview(records[int(chosen_rows[0])].get("prompt"), text_chars)
+            for step in chosen:
+                step_rows = chosen_rows[cols["step"][chosen_rows] == step]
+                stats = self._group_stats(step_rows)[key]  # type: ignore[index]
+                page["steps"].append({"step": int(step), **stats, "rows": [
+                    self._row_dict(int(row), records[int(row)], text_chars, False) for row in step_rows]})
+            return page
+
+    # ---- search ----------------------------------------------------------------------------------------------
+    def search(self, query: str, cursor: Mapping[str, Any] | None = None, limit: int = 50, budget_s: float = 0.25,
+               text_chars: int = 240) -> dict[str, Any]:
+        """Samples whose prompt or completion contains `query` (case-insensitive), newest step first, in pages.
+
+        Each call searches steps until `limit` matches are found (a page ends at a step's end) or `budget_s` has
+        passed (at least one step is searched), and returns a `cursor` to pass back for the next page (None when
+        every step up to the newest at the first call has been searched). Steps added during a search are not
+        searched by it (start a new one).
+
+        Returns {"kind": "search", "run_id", "query", "matches": [{"id", "step", "index", "prompt_id", "in":
+        ["prompt", "completion"], "prompt": snippet, "completion": snippet, "reward", "advantage", "truncated",
+        "empty", "cut"}, ...], "searched_steps", "total_steps", "done", "cursor"}, a snippet being {"text",
+        "start": where the text starts in the whole text, "match": [start, end] in "text", or None}."""
+        from .sample_search import search_page
+
+        return search_page(self, query, cursor, limit, budget_s, text_chars)
+
+    # ---- dataframe ------------------------------------------------------------------------------------------
+    def dataframe(self, step: int | None = None) -> Any:
+        """`dash.completions()`: a pandas DataFrame, one row per sample (all steps, or `step`), ordered by step and
+        the trainer's order: step, prompt, completion, reward, one column per reward function, advantage,
+        completion_length, truncated, empty, cut (stored text capped), plus id, prompt_id and source. Missing
+        values are NaN / <NA>; texts are the stored ones (capped at 64 KB by default)."""
+        import pandas as pd
+
+        with self._lock:
+            steps = [step] if step is not None else self._steps()
+            names = list(self._reward_names)
+            fixed = {"step", "prompt", "completion", "reward", "advantage", "completion_length", "truncated",
+                     "empty", "cut", "id", "prompt_id", "source"}
+            labels = {name: (name if name not in fixed else f"rewards/{name}") for name in names}
+            data: dict[str, list[Any]] = {k: [] for k in ("step", "prompt", "completion", "reward", *labels.values(),
+                                                          "advantage", "completion_length", "truncated", "empty",
+                                                          "cut", "id", "prompt_id", "source")}
+            cols = self._cols
+            for batch_start in range(0, len(steps), 64):
+                rows = [int(r) for s in steps[batch_start : batch_start + 64] for r in self._visible_rows(s)]
+                records = self._records(rows)
+                for row in rows:
+                    record = records[row]
+                    data["step"].append(int(cols["step"][row]))
+                    data["prompt"].append(_text(record.get("prompt")))
+                    data["completion"].append(_text(record.get("completion")))
+                    data["reward"].append(float(cols["reward"][row]))
+                    for name, label in labels.items():
+                        column = cols.rewards.get(name)
+                        data[label].append(float(column[row]) if column is not None else math.nan)
+                    data["advantage"].append(float(cols["advantage"][row]))
+                    data["completion_length"].append(float(cols["completion_length"][row]))
+                    truncated = int(cols["truncated"][row])
+                    data["truncated"].append(None if truncated == TRUNCATED_UNKNOWN else bool(truncated))
+                    data["empty"].append(bool(cols["empty"][row]))
+                    data["cut"].append(bool(cols["cut"][row]))
+                    data["id"].append(self._sample_id(row))
+                    data["prompt_id"].append(key_hex(int(cols["prompt_key"][row])))
+                    data["source"].append(_source_name(int(cols["source"][row]), record))
+        frame = pd.DataFrame(data)
+        frame["step"] = frame["step"].astype("int64")
+        frame["completion_length"] = frame["completion_length"].astype("Int64") if frame.empty or \
+            frame["completion_length"].notna().all() else frame["completion_length"].astype("float64")
+        frame["truncated"] = frame["truncated"].astype("boolean")
+        return frame
+
+
+# ---- helpers ------------------------------------------------------------------------------------------------
+def _hold(record: dict[str, Any]) -> bool:
+    """A record kept in memory (recovered from damage): its texts capped like on disk. True if one was cut."""
+    cut = False
+    for name in ("prompt", "completion"):
+        value = record.get(name)
+        text = value if isinstance(value, str) else render_text(value)
+        record[name], was_cut = cap_text(text, TEXT_CAP_BYTES)
+        cut = cut or was_cut
+    return cut
+
+
+def _parse_line(data: bytes, key: int) -> dict[str, Any]:
+    try:
+        record = formats.loads(data)
+    except ValueError:
+        return {"missing": "the samples file changed on disk since it was indexed"}
+    if not isinstance(record, dict) or ("id" in record and parse_key(record.get("id")) not in (key, None)):
+        return {"missing": "the samples file changed on disk since it was indexed"}
+    return record
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else render_text(value)
+
+
+def _preview(value: Any, chars: int) -> tuple[str, bool]:
+    text = _text(value)
+    if chars < 0 or len(text) <= chars:
+        return text, False
+    return text[:chars], True
+
+
+def _source_name(source: int, record: Mapping[str, Any]) -> str:
+    if source == SAMPLES_FILE or source == IN_MEMORY:
+        value = record.get("source")
+        return value if isinstance(value, str) and len(value) <= 32 else "samples"
+    return "parquet"

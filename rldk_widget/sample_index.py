@@ -50,7 +50,7 @@ from .samples import (
     total_reward,
     TEXT_CAP_BYTES,
 )
-from .tailfile import RECORD_AT, IndexedJsonArrayFile
+from .tailfile import RECORD_AT, RECORD_HEAD, IndexedJsonArrayFile
 from .trl_samples import CompletionsFolder, ParquetBatch, ParquetRow
 
 SAMPLES_FILE = 0
@@ -63,10 +63,14 @@ PREVIEW_CHARS = 2000
 SPAN_GAP_BYTES = 64 << 10
 SPAN_MAX_BYTES = 8 << 20
 SEARCH_CHUNK_BYTES = 4 << 20
+MAX_RECORD_BYTES = 16 << 20
+"""A samples-file record longer than this (a hand-written file: ours hold at most two 64 KB texts) is not read."""
 PARQUET_CACHE_FILES = 16
 SORT_COLUMNS = ("index", "reward", "advantage", "completion_length", "completion_chars", "prompt_chars",
                 "group_mean", "group_std")
 TRUNCATED_UNKNOWN = -1
+TEXTS_START = b',"prompt":'
+"""Where a record's texts begin (samples.py writes them last): the index parses each line only up to there."""
 _Item = tuple  # (SampleMeta, (source, loc, length), record held in memory or None)
 
 
@@ -161,7 +165,9 @@ class SampleIndex:
 
     def _clear(self) -> None:
         self._cols = _Columns()
-        self._reader = IndexedJsonArrayFile(self.samples_path, True, self.fs) if self.samples_path else None
+        self._reader = (
+            IndexedJsonArrayFile(self.samples_path, True, self.fs, head_until=TEXTS_START) if self.samples_path else None
+        )
         self._ranges: dict[int, list[tuple[int, int]]] = {}
         self._all_steps: list[int] = []
         self._visible: dict[int, int] = {}
@@ -237,7 +243,14 @@ class SampleIndex:
         batch: list[_Item] = []
         bad = 0
         for record in records:
-            meta = meta_from_record(record)
+            if record.get(RECORD_HEAD):
+                meta = meta_from_record(record, strict=True)
+                if meta is None:  # not as this package writes records: read the whole line
+                    at = record[RECORD_AT]
+                    record = {**_parse_line(self._read_bytes(at[0], at[1]), None), RECORD_AT: at}
+                    meta = meta_from_record(record)
+            else:
+                meta = meta_from_record(record)
             if meta is None:
                 bad += 1
                 continue
@@ -349,39 +362,37 @@ class SampleIndex:
                 shared = rows[np.isin(cols["key"][rows], keys[overlap & ~duplicate])]
                 self._hide(shared[~cols["hidden"][shared]])
         kept = [item for item, dup in zip(batch, duplicate) if not dup]
-        if not kept:
-            self._note_step(step)
+        if not kept:  # a step that only repeats others is compared as those (its neighbours stay theirs)
             return
         start = cols.n
         cols.reserve(len(kept))
         d = cols.data
         end = start + len(kept)
+        metas = [item[0] for item in kept]
         d["step"][start:end] = step
-        for j, (meta, (source, loc, length), held) in enumerate(kept):
-            row = start + j
-            d["key"][row] = meta.key
-            d["prompt_key"][row] = meta.prompt_key
-            d["index"][row] = meta.index
-            d["source"][row] = source
-            d["loc"][row] = loc
-            d["length"][row] = length
-            d["reward"][row] = meta.reward
-            d["advantage"][row] = meta.advantage
-            d["completion_length"][row] = meta.completion_length
-            d["truncated"][row] = TRUNCATED_UNKNOWN if meta.truncated is None else int(meta.truncated)
-            d["empty"][row] = meta.empty
-            d["cut"][row] = meta.cut
-            d["hidden"][row] = False
-            d["prompt_chars"][row] = min(meta.prompt_chars, 2**31 - 1)
-            d["completion_chars"][row] = min(meta.completion_chars, 2**31 - 1)
-            for name, value in meta.rewards.items():
-                cols.reward_column(name)[row] = value
-            if held is not None:
-                self._memory[row] = held
+        d["key"][start:end] = np.fromiter((m.key for m in metas), np.uint64, len(metas))
+        d["prompt_key"][start:end] = np.fromiter((m.prompt_key for m in metas), np.uint64, len(metas))
+        d["index"][start:end] = [m.index for m in metas]
+        d["source"][start:end] = [item[1][0] for item in kept]
+        d["loc"][start:end] = [item[1][1] for item in kept]
+        d["length"][start:end] = [item[1][2] for item in kept]
+        d["reward"][start:end] = [m.reward for m in metas]
+        d["advantage"][start:end] = [m.advantage for m in metas]
+        d["completion_length"][start:end] = [m.completion_length for m in metas]
+        d["truncated"][start:end] = [TRUNCATED_UNKNOWN if m.truncated is None else int(m.truncated) for m in metas]
+        d["empty"][start:end] = [m.empty for m in metas]
+        d["cut"][start:end] = [m.cut for m in metas]
+        d["hidden"][start:end] = False
+        d["prompt_chars"][start:end] = [min(m.prompt_chars, 2**31 - 1) for m in metas]
+        d["completion_chars"][start:end] = [min(m.completion_chars, 2**31 - 1) for m in metas]
+        names = dict.fromkeys(name for m in metas for name in m.rewards)
+        for name in names:
+            cols.reward_column(name)
         for name, column in cols.rewards.items():
-            for j, item in enumerate(kept):
-                if name not in item[0].rewards:
-                    column[start + j] = np.nan
+            column[start:end] = [m.rewards.get(name, math.nan) for m in metas]
+        for j, item in enumerate(kept):
+            if item[2] is not None:
+                self._memory[start + j] = item[2]
         cols.n = end
         self._ranges.setdefault(step, []).append((start, end))
         self._note_step(step)
@@ -505,6 +516,9 @@ class SampleIndex:
         spans: list[list[int]] = []
         for row in rows:
             start, end = int(cols["loc"][row]), int(cols["loc"][row]) + int(cols["length"][row])
+            if end - start > MAX_RECORD_BYTES:
+                out[row] = {"missing": f"its record is {end - start:,} bytes, too large to show"}
+                continue
             if spans and start - spans[-1][1] <= SPAN_GAP_BYTES and end - spans[-1][0] <= SPAN_MAX_BYTES:
                 spans[-1][1] = max(spans[-1][1], end)
                 spans[-1].append(row)
@@ -522,6 +536,12 @@ class SampleIndex:
                 offset = int(cols["loc"][row]) - start
                 out[row] = _parse_line(data[offset : offset + int(cols["length"][row])], int(cols["key"][row]))
         return out
+
+    def _read_bytes(self, offset: int, length: int) -> bytes:
+        try:
+            return self.fs.read(self.samples_path, offset, length)[1]  # type: ignore[arg-type]
+        except OSError:
+            return b""
 
     def _read_parquet_rows(self, source: int, rows: list[int]) -> dict[int, dict[str, Any]]:
         decoded = self._parquet_cache.get(source)
@@ -866,12 +886,13 @@ def _hold(record: dict[str, Any]) -> bool:
     return cut
 
 
-def _parse_line(data: bytes, key: int) -> dict[str, Any]:
+def _parse_line(data: bytes, key: int | None) -> dict[str, Any]:
     try:
         record = formats.loads(data)
     except ValueError:
         return {"missing": "the samples file changed on disk since it was indexed"}
-    if not isinstance(record, dict) or ("id" in record and parse_key(record.get("id")) not in (key, None)):
+    if not isinstance(record, dict) or (key is not None and "id" in record
+                                        and parse_key(record.get("id")) not in (key, None)):
         return {"missing": "the samples file changed on disk since it was indexed"}
     return record
 

@@ -18,7 +18,15 @@ import numpy as np
 import orjson
 
 from .fs import describe_error
-from .sample_index import SAMPLES_FILE, SEARCH_CHUNK_BYTES, SPAN_GAP_BYTES, SPAN_MAX_BYTES, _parse_line, _text
+from .sample_index import (
+    MAX_RECORD_BYTES,
+    SAMPLES_FILE,
+    SEARCH_CHUNK_BYTES,
+    SPAN_GAP_BYTES,
+    SPAN_MAX_BYTES,
+    _parse_line,
+    _text,
+)
 
 if TYPE_CHECKING:
     from .sample_index import SampleIndex
@@ -129,6 +137,7 @@ def _scan(index: "SampleIndex", chunk: list[tuple[int, np.ndarray]], look_for: b
 def _file_candidates(index: "SampleIndex", rows: np.ndarray, look_for: bytes | None) -> dict[int, dict[str, Any]]:
     """The records of the samples-file rows whose bytes contain `look_for` (all rows when None)."""
     cols = index._cols
+    rows = rows[cols["length"][rows] <= MAX_RECORD_BYTES]
     rows = rows[np.argsort(cols["loc"][rows], kind="stable")]
     starts = cols["loc"][rows]
     ends = starts + cols["length"][rows]

@@ -421,9 +421,34 @@ def _int(value: Any) -> int | None:
     return None
 
 
-def meta_from_record(record: Mapping[str, Any]) -> SampleMeta | None:
+def meta_from_record(record: Mapping[str, Any], strict: bool = False) -> SampleMeta | None:
     """A samples-file record as index metadata; None when it has no usable step. Missing or wrong fields are taken
-    from the texts (ids) or left unknown, so a hand-written or damaged record still shows what it has."""
+    from the texts (ids) or left unknown, so a hand-written or damaged record still shows what it has. `strict`:
+    None unless every field this package writes is there with its type (a record read without its texts)."""
+    try:  # the records this package writes: every field there with its type
+        step, key, prompt_key, rewards = record["step"], record["id"], record["prompt_id"], record["rewards"]
+        reward, advantage, length = record["reward"], record["advantage"], record["completion_length"]
+        truncated, empty, index = record["truncated"], record["empty"], record["index"]
+        prompt_chars, completion_chars = record["prompt_chars"], record["completion_chars"]
+        if (
+            type(step) is int and type(key) is str and len(key) == 16 and type(prompt_key) is str
+            and len(prompt_key) == 16 and type(rewards) is dict and type(empty) is bool and type(index) is int
+            and type(prompt_chars) is int and type(completion_chars) is int
+            and (length is None or type(length) is int) and (truncated is None or type(truncated) is bool)
+            and 0 <= index < 2**31 and prompt_chars >= 0 and completion_chars >= 0 and -(2**63) <= step < 2**63
+        ):
+            return SampleMeta(
+                step, int(key, 16), int(prompt_key, 16), index,
+                {str(n): v if type(v) is float else as_float(v) for n, v in rewards.items()},
+                reward if type(reward) is float else as_float(reward),
+                advantage if type(advantage) is float else as_float(advantage),
+                math.nan if length is None else float(length), truncated, empty, bool(record.get("cut")),
+                prompt_chars, completion_chars,
+            )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass
+    if strict:
+        return None
     step = _int(record.get("step"))
     if step is None or not -(2**63) <= step < 2**63:
         return None

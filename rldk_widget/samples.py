@@ -23,8 +23,8 @@ Record (one JSON object per line of `{run_id}_samples.json`):
 
 `null` reward: the function returned None (TRL's NaN); `cut` and `extra` only when non-empty. TRL's batch holds
 decoded texts, not token ids, so for live capture `completion_length` is the completion re-tokenized with the trainer's
-tokenizer, kept within the log's `completions/min_length` … `completions/max_length` (exact for well-formed text;
-null when not counted), and `truncated` (the completion reached `max_completion_length`; null: unknown) is exact when
+tokenizer, kept within the log's `completions/min_length` … `completions/max_length` (exact for well-formed text,
+and exact when those two are equal; null when not counted), and `truncated` (the completion reached `max_completion_length`; null: unknown) is exact when
 the log's `completions/clipped_ratio` is 0 or 1 (then a truncated completion's length is `max_completion_length`),
 else it is `completion_length >= max_completion_length`.
 """
@@ -310,7 +310,10 @@ def batch_records(
     extra = {str(name): list(values)[:n] for name, values in list(batch.extra.items())[:MAX_EXTRA_COLUMNS]}
     contents = [content_text(c) for c in completions]
     lengths: list[int | None] = [None] * n
-    if count_tokens is not None and n:
+    exact = batch.length_range is not None and batch.length_range[0] == batch.length_range[1]
+    if exact:  # every completion of the log has this many tokens
+        lengths = [int(batch.length_range[0])] * n  # type: ignore[index]
+    elif count_tokens is not None and n and not (batch.clipped_ratio is not None and batch.clipped_ratio >= 1):
         try:
             counted = count_tokens([cap_text(c, settings.text_cap_bytes)[0] for c in contents])
             if len(counted) == n:

@@ -249,8 +249,9 @@ def _token_counter(trainer: Any) -> Callable[[list[str]], list[int]] | None:
     tokenizer = getattr(trainer, "processing_class", None)
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor wraps its tokenizer
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is not None and hasattr(backend, "encode_batch"):
-        return lambda texts: [len(encoding.ids) for encoding in backend.encode_batch(texts, add_special_tokens=False)]
+    encode = getattr(backend, "encode_batch_fast", None) or getattr(backend, "encode_batch", None)
+    if encode is not None:
+        return lambda texts: [len(encoding.ids) for encoding in encode(texts, add_special_tokens=False)]
     if callable(tokenizer):
         return lambda texts: [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]
     return None

@@ -159,6 +159,14 @@ def test_truncated_and_lengths_from_clipped_ratio_and_token_counts():
     raw.length_range = (2.0, 6.0)  # re-tokenized counts stay within the log's min / max length
     assert [r["completion_length"] for r in batch_records(raw, SampleSettings(), "run", 0.0, count)] == [2, 6, 3]
 
+    raw.length_range = (5.0, 5.0)  # the log says every completion has 5 tokens: exact, nothing counted
+
+    def not_called(texts):
+        raise AssertionError("counted")
+
+    assert [r["completion_length"] for r in batch_records(raw, SampleSettings(), "run", 0.0, not_called)] == [5] * 3
+    raw.length_range = None
+
     def broken(texts):
         raise RuntimeError("tokenizer gone")
 

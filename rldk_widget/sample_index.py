@@ -34,7 +34,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import formats
-from .fs import LOCAL, READ_CHUNK_BYTES, FileSystem, describe_error
+from .fs import LOCAL, FileSystem, describe_error
 from .samples import (
     FLAG_NAMES,
     BatchKeys,
@@ -63,9 +63,12 @@ PREVIEW_CHARS = 2000
 SPAN_GAP_BYTES = 64 << 10
 SPAN_MAX_BYTES = 8 << 20
 SEARCH_CHUNK_BYTES = 4 << 20
+UPDATE_CHUNK_BYTES = 4 << 20
+"""Bytes of the samples file one `update()` reads at most (about 1,500 samples of 2 KB): what it parses at once."""
 MAX_RECORD_BYTES = 16 << 20
 """A samples-file record longer than this (a hand-written file: ours hold at most two 64 KB texts) is not read."""
-PARQUET_CACHE_FILES = 16
+PARQUET_CACHE_CHARS = 32 << 20
+"""Decoded parquet files kept for pages, by their texts' size (the most recent one whatever its size)."""
 SORT_COLUMNS = ("index", "reward", "advantage", "completion_length", "completion_chars", "prompt_chars",
                 "group_mean", "group_std")
 TRUNCATED_UNKNOWN = -1
@@ -76,8 +79,9 @@ _Item = tuple  # (SampleMeta, (source, loc, length), record held in memory or No
 
 @dataclass
 class IndexUpdate:
-    """What one `update()` added: the steps that gained samples (ascending), problems found, whether more is left
-    to read (call again), and whether the index was rebuilt (the samples file was replaced)."""
+    """What one `update()` did: the steps whose samples changed (gained some, or lost some to an earlier step;
+    ascending), problems found, whether more is left to read (call again), and whether the index was rebuilt (the
+    samples file was replaced: every step may have changed)."""
 
     steps: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -179,6 +183,7 @@ class SampleIndex:
         self._parquet_cache: OrderedDict[int, list[ParquetRow]] = OrderedDict()
         self._problems: dict[str, None] = {}
         self._bad_records = 0
+        self._touched = set()
         for folder in list(self._folders):
             self._folders[folder] = CompletionsFolder(folder, self.fs)
 
@@ -194,19 +199,19 @@ class SampleIndex:
         return list(self._folders)
 
     # ---- reading ---------------------------------------------------------------------------------------------
-    def update(self, limit: int = READ_CHUNK_BYTES, max_files: int = 256) -> IndexUpdate:
+    def update(self, limit: int = UPDATE_CHUNK_BYTES, max_files: int = 256) -> IndexUpdate:
         """Index what the sources gained since the last call: about `limit` bytes of the samples file and up to
         `max_files` parquet files (`more` says to call again). Never raises: problems are returned (and kept in
         `problems`)."""
         with self._lock:
             result = IndexUpdate()
-            before = set(self._visible)
+            self._touched: set[int] = set()
             if self._reader is not None:
                 read = self._reader.read_new(limit)
                 if read.reset:
                     self._clear()
                     result.reset = True
-                    before = set()
+                    self._touched = set()
                     read = self._reader.read_new(limit)  # type: ignore[union-attr]
                 self._add_records(read.records, result)
                 result.problems.extend(read.problems)
@@ -217,7 +222,7 @@ class SampleIndex:
                     self._add_parquet(folder, batch)
                 result.problems.extend(problems)
                 result.more = result.more or more
-            result.steps = sorted(step for step in self._visible if step not in before)
+            result.steps = sorted(self._touched)
             for problem in result.problems:
                 self._problems[problem] = None
             return result
@@ -320,8 +325,13 @@ class SampleIndex:
                 cols.data["loc"][row] = i
 
     def _trim_cache(self) -> None:
-        while len(self._parquet_cache) > PARQUET_CACHE_FILES:
+        sizes = [sum(len(r.prompt) + len(r.completion) for r in rows) for rows in self._parquet_cache.values()]
+        total = sum(sizes)
+        for size in sizes[:-1]:
+            if total <= PARQUET_CACHE_CHARS:
+                break
             self._parquet_cache.popitem(last=False)
+            total -= size
 
     # ---- de-duplication --------------------------------------------------------------------------------------
     def _rows_of(self, step: int) -> np.ndarray:
@@ -396,6 +406,7 @@ class SampleIndex:
         cols.n = end
         self._ranges.setdefault(step, []).append((start, end))
         self._note_step(step)
+        self._touched.add(step)
         self._visible[step] = self._visible.get(step, 0) + len(kept)
         self._sorted_visible = None
 
@@ -430,6 +441,7 @@ class SampleIndex:
         cols = self._cols
         cols.data["hidden"][rows] = True
         for step, count in zip(*np.unique(cols["step"][rows], return_counts=True)):
+            self._touched.add(int(step))
             left = self._visible.get(int(step), 0) - int(count)
             if left > 0:
                 self._visible[int(step)] = left
@@ -868,8 +880,7 @@ class SampleIndex:
                     data["source"].append(_source_name(int(cols["source"][row]), record))
         frame = pd.DataFrame(data)
         frame["step"] = frame["step"].astype("int64")
-        frame["completion_length"] = frame["completion_length"].astype("Int64") if frame.empty or \
-            frame["completion_length"].notna().all() else frame["completion_length"].astype("float64")
+        frame["completion_length"] = frame["completion_length"].astype("Int64")
         frame["truncated"] = frame["truncated"].astype("boolean")
         return frame
 
@@ -913,3 +924,22 @@ def _source_name(source: int, record: Mapping[str, Any]) -> str:
         value = record.get("source")
         return value if isinstance(value, str) and len(value) <= 32 else "samples"
     return "parquet"
+
+
+def completions_frame(indexes: Mapping[str, SampleIndex], step: int | None = None, run_id: str | None = None) -> Any:
+    """`dash.completions(step=None, run_id=None)` over the indexes of several runs (run id → index): the rows of
+    `SampleIndex.dataframe` with a leading `run_id` column, runs in the mapping's order; one run when `run_id` is
+    given (an unknown one gives no rows)."""
+    import pandas as pd
+
+    chosen = [(r, ix) for r, ix in indexes.items() if run_id is None or r == run_id]
+    frames = []
+    for name, index in chosen:
+        frame = index.dataframe(step)
+        frame.insert(0, "run_id", name)
+        frames.append(frame)
+    if not frames:
+        frame = SampleIndex("", None).dataframe()
+        frame.insert(0, "run_id", pd.Series(dtype=object))
+        return frame
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

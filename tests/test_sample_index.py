@@ -14,7 +14,7 @@ import pytest
 
 from helpers import json_packer
 
-from rldk_widget.sample_index import SampleIndex
+from rldk_widget.sample_index import SampleIndex, completions_frame
 from rldk_widget.samples import RawBatch, SampleSettings, batch_records
 from rldk_widget.store import RunStore
 
@@ -101,7 +101,7 @@ def test_a_sample_found_at_an_earlier_step_later_moves_there(tmp_path):
     write_parquet(completions, make_batch(2, "a"))
     index.add_completions_dir(completions)
     update = index.update_all()
-    assert index.steps() == [1] and visible(index) == {1: 8} and update.steps == [1]
+    assert index.steps() == [1] and visible(index) == {1: 8} and update.steps == [1, 2]  # 2 lost them
 
 
 def test_merged_sources_keep_what_only_one_knows(tmp_path):
@@ -305,6 +305,16 @@ def test_dataframe_of_all_steps_or_one(tmp_path):
     one = index.dataframe(step=3)
     assert len(one) == 2 and set(one["step"]) == {3}
     assert len(index.dataframe(step=99)) == 0
+    other = tmp_path / "other"
+    write_samples(other, [make_batch(5, "o", groups=1, size=3)], run_id="b")
+    second = SampleIndex("b", other / "b_samples.json")
+    second.update_all()
+    runs = {"run": index, "b": second}
+    both = completions_frame(runs)
+    assert both["run_id"].tolist() == ["run"] * 4 + ["b"] * 3 and list(both.columns)[:2] == ["run_id", "step"]
+    assert completions_frame(runs, step=5, run_id="b")["step"].tolist() == [5, 5, 5]
+    nothing = completions_frame(runs, run_id="nope")
+    assert len(nothing) == 0 and list(nothing.columns)[:3] == ["run_id", "step", "prompt"]
 
 
 # ---- growth, replacement, memory ------------------------------------------------------------------------------

@@ -149,6 +149,8 @@ def train_paired(assets: dict, tmp: Path, index: int, forward: bool, cfg: dict, 
     timer = make_step_timer()
     trainer = grpo_trainer(assets, tmp / f"out_{index}", len(arms) + 1, [timer])
     callback = dash.callback(trainer=trainer if capture else None)
+    hook_times = time_calls(callback, "on_log")  # the training thread's share: on_log (with its passes) ...
+    flush_times = time_calls(dash, "flush")  # ... and the flush ending each 'with' segment
     trainer.add_callback(make_alternating_gate(callback, dash, arms, forward))
     gc.collect()
     trainer.train()
@@ -165,7 +167,9 @@ def train_paired(assets: dict, tmp: Path, index: int, forward: bool, cfg: dict, 
     for arm, seconds in zip(arms, [b - a for a, b in zip(timer.wall, timer.wall[1:])]):
         if arm != "warmup":
             step_wall[arm].append(seconds)
-    return {"step_wall": step_wall, "messages": tap.count()}
+    logged = len(arms) - arms.count("without")
+    thread_s = (sum(hook_times) + sum(flush_times[:-1])) / logged if forward and logged else 0.0
+    return {"step_wall": step_wall, "messages": tap.count(), "thread_per_log_s": thread_s}
 
 
 def train_separately(assets: dict, tmp: Path, index: int, with_dashboard: bool, cfg: dict) -> dict:
@@ -335,6 +339,14 @@ def report(args, cfg: dict, paired: list[dict], separate: list[dict], versions: 
                       f"batch of 4 samples recorded, token counts with the trainer's tokenizer), with ÷ without: "
                       f"{capture_ratio:.3f}× (95% interval {capture_interval[0]:.3f} … {capture_interval[1]:.3f}); "
                       f"per run {', '.join(f'{x:.3f}' for x in capture_run_ratios)}.")
+    main_thread = c.summary([r["thread_per_log_s"] for r in main_runs])["median"]
+    capture_thread = c.summary([r["thread_per_log_s"] for r in capture_runs])["median"]
+    base_step = statistics.fmean([x for r in main_runs + capture_runs for x in r["step_wall"]["without"]])
+    paired_table.note(f"Training-thread time per logged step in the 'with' segments (RLDKCallback.on_log with the "
+                      f"batched passes it runs, and the segment-end flush; median over the runs): callback "
+                      f"{c.fmt_time(main_thread)}, with live capture {c.fmt_time(capture_thread)} = "
+                      f"{100 * main_thread / base_step:.2f}% and {100 * capture_thread / base_step:.2f}% of the mean "
+                      f"step without: the capture's own cost, resolved below the step-time noise.")
     paired_table.note(f"A/A control, the same arms with the callback never called: {control_ratio:.3f}× (95% "
                       f"interval {control_interval[0]:.3f} … {control_interval[1]:.3f}); per run "
                       f"{', '.join(f'{x:.3f}' for x in control_run_ratios)}: the resolution of the ratio above.")
@@ -402,7 +414,8 @@ def report(args, cfg: dict, paired: list[dict], separate: list[dict], versions: 
             "paired": {"ratio": ratio, "interval": interval, "run_ratios": run_ratios,
                        "control_ratio": control_ratio, "control_interval": control_interval,
                        "control_run_ratios": control_run_ratios, "capture_ratio": capture_ratio,
-                       "capture_interval": capture_interval, "capture_run_ratios": capture_run_ratios},
+                       "capture_interval": capture_interval, "capture_run_ratios": capture_run_ratios,
+                       "thread_per_log_s": {"callback": main_thread, "capture": capture_thread}},
             "separate": {"ratio": separate_ratio, "control_ratio": separate_control, "block_ratios": blocks,
                          "control_block_ratios": control_blocks, "on_log_s": hook, "listener_s": listener,
                          "background_cpu_per_step_s": background},

@@ -22,6 +22,7 @@ Pages are plain JSON-able dicts (texts as plain strings, NaN / ±Inf as null); s
 from __future__ import annotations
 
 import bisect
+import logging
 import math
 import os
 import threading
@@ -52,6 +53,8 @@ from .samples import (
 )
 from .tailfile import RECORD_AT, RECORD_HEAD, IndexedJsonArrayFile
 from .trl_samples import CompletionsFolder, ParquetBatch, ParquetRow
+
+logger = logging.getLogger(__name__)
 
 SAMPLES_FILE = 0
 """Source id of the samples file; parquet files get ids from 1, records held in memory -1."""
@@ -205,27 +208,34 @@ class SampleIndex:
         `problems`)."""
         with self._lock:
             result = IndexUpdate()
-            self._touched: set[int] = set()
-            if self._reader is not None:
-                read = self._reader.read_new(limit)
-                if read.reset:
-                    self._clear()
-                    result.reset = True
-                    self._touched = set()
-                    read = self._reader.read_new(limit)  # type: ignore[union-attr]
-                self._add_records(read.records, result)
-                result.problems.extend(read.problems)
-                result.more = read.more
-            for folder in self._folders.values():
-                batches, problems, more = folder.poll(self._reward_names or None, max_files)
-                for batch in batches:
-                    self._add_parquet(folder, batch)
-                result.problems.extend(problems)
-                result.more = result.more or more
+            try:
+                self._update(result, limit, max_files)
+            except Exception as err:  # noqa: BLE001 - a reader bug must not reach the dashboard or training
+                logger.exception("indexing the samples of %s failed", self.run_id)
+                result.problems.append(f"{self.run_id}: indexing samples failed ({type(err).__name__}: {err})")
             result.steps = sorted(self._touched)
             for problem in result.problems:
                 self._problems[problem] = None
             return result
+
+    def _update(self, result: IndexUpdate, limit: int, max_files: int) -> None:
+        self._touched = set()
+        if self._reader is not None:
+            read = self._reader.read_new(limit)
+            if read.reset:
+                self._clear()
+                result.reset = True
+                self._touched = set()
+                read = self._reader.read_new(limit)  # type: ignore[union-attr]
+            self._add_records(read.records, result)
+            result.problems.extend(read.problems)
+            result.more = read.more
+        for folder in self._folders.values():
+            batches, problems, more = folder.poll(self._reward_names or None, max_files)
+            for batch in batches:
+                self._add_parquet(folder, batch)
+            result.problems.extend(problems)
+            result.more = result.more or more
 
     def update_all(self) -> IndexUpdate:
         """`update()` until nothing is left to read."""

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  samples file written: {c.fmt_bytes(data['file_bytes'])} in {data['write_s']:.1f} s "
               f"({c.fmt_time(data['write_batch_s'])} per 64-sample batch: records + one append)", flush=True)
         with open(path, "rb") as f:  # into the page cache, as a file just written by training is
-            while f.read(64 << 20):
+            while f.read(4 << 20):
                 pass
 
         gc.collect()
@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     table.add("index build (update_all)", c.fmt_time(data["build_s"]), "-",
               f"{cfg['steps'] * cfg['per_step']:,} samples, reading the whole file")
-    table.add("kernel memory for the index (RSS growth)", f"{data['index_rss_mb']:.0f} MiB", "-",
+    table.add("kernel memory for the index (RSS growth)", f"{data['index_rss_mb']:.0f} MiB",
+              f"process peak {data['peak_rss_mb']:.0f} MiB",
               f"{c.fmt_bytes(data['index_bytes'])} in numpy columns and step tables; texts stay on disk")
     for variant, label in (("default", "step page: 64 samples grouped by prompt"),
                            ("sorted", "step page: sorted by reward, reward ≥ 0.2"),

@@ -74,6 +74,31 @@ def write_run(folder: str, cfg: dict) -> None:
     Path(folder, "write_time").write_text(repr(spent))
 
 
+def time_token_counting(tmp: Path, cfg: dict) -> float:
+    """The write pass's extra cost when completion lengths must be counted (TRL's log gives neither all-equal
+    lengths nor a clipped ratio of 1): re-tokenizing a 64-sample batch of ~2 KB completions with the byte-level BPE
+    tokenizer of rldk_widget.demo_models (vocabulary 384: many tokens per character, a pessimistic case)."""
+    from rldk_widget.demo_models import build_tokenizer
+    from rldk_widget.samples import RawBatch, SampleSettings, batch_records
+
+    backend = build_tokenizer().backend_tokenizer
+    rng = random.Random(2)
+    texts = [" ".join(rng.choice(WORDS) for _ in range(cfg["text_bytes"] // 4))[: cfg["text_bytes"]]
+             for _ in range(cfg["per_step"])]
+    batch = RawBatch(1, ["prompt"] * len(texts), texts, {"r": [0.0] * len(texts)}, [0.0] * len(texts),
+                     max_completion_length=1024, clipped_ratio=0.5)
+
+    def count(values):
+        return [len(e.ids) for e in backend.encode_batch_fast(values, add_special_tokens=False)]
+
+    spent = []
+    for _ in range(5):
+        t = c.now()
+        batch_records(batch, SampleSettings(), RUN, 0.0, count)
+        spent.append(c.now() - t)
+    return min(spent)
+
+
 def main(argv: list[str] | None = None) -> dict:
     args, cfg, started = c.start(__doc__, argv, FULL, QUICK)
     import numpy as np
@@ -174,6 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
         frame = index.dataframe(step=steps[-1])
         data["dataframe_step_s"] = c.now() - t
         assert len(frame) == cfg["per_step"]
+        data["tokens_batch_s"] = time_token_counting(tmp, cfg)
         del np
 
     table = c.Table(
@@ -207,7 +233,10 @@ def main(argv: list[str] | None = None) -> dict:
     table.add("one step as a DataFrame", c.fmt_time(data["dataframe_step_s"]), "-", "completions(step=s)")
     table.note(f"Writing (in a child process, as RLDKCallback's write pass does): "
                f"{c.fmt_time(data['write_batch_s'])} per 64-sample batch of ~2 KB texts (rendering, content keys, "
-               "caps, JSON, one locked append); the training thread's part at on_log is a snapshot of references.")
+               "caps, JSON, one locked append); the training thread's part at on_log is a snapshot of references. "
+               f"When lengths must be counted (the log's min and max length differ and its clipped ratio is "
+               f"neither 0 nor 1) the pass re-tokenizes the batch: {c.fmt_time(data['tokens_batch_s'])} with the "
+               "tiny byte-level tokenizer of demo_models (a pessimistic case), once per generation batch.")
     table.note("A search page ends at a step boundary after `limit` (50) matches or 0.25 s of searching (at least one "
                "step); its cursor continues with the older steps.")
     first_worst = max(data["search"][w]["first_s"]["max"] for w in data["search"])

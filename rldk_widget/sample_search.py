@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 _ASCII_RUN = re.compile(r"[\x20-\x7e]{2,}")
 _OTHER_ROW_BYTES = 4096
+FIRST_CHUNK_BYTES = 256 << 10
 """What a parquet or in-memory row counts for when a search sizes its chunk of steps."""
 
 
@@ -71,6 +72,7 @@ def search_page(index: "SampleIndex", query: Any, cursor: Mapping[str, Any] | No
         return page
     look_for = needle(query)
     matches: list[dict[str, Any]] = []
+    chunk_bytes = FIRST_CHUNK_BYTES  # small first (a common word fills the page at once), then doubling
     while True:
         with index._lock:
             steps = index._steps()
@@ -85,12 +87,13 @@ def search_page(index: "SampleIndex", query: Any, cursor: Mapping[str, Any] | No
                 rows = index._visible_rows(steps[j])
                 in_file = cols["source"][rows] == SAMPLES_FILE
                 estimate = int(cols["length"][rows][in_file].sum()) + _OTHER_ROW_BYTES * int((~in_file).sum())
-                if chunk and size + estimate > SEARCH_CHUNK_BYTES:
+                if chunk and size + estimate > chunk_bytes:
                     break
                 chunk.append((steps[j], rows))
                 size += estimate
                 j -= 1
             found = _scan(index, chunk, look_for, query, folded, text_chars)
+            chunk_bytes = min(2 * chunk_bytes, SEARCH_CHUNK_BYTES)
         cut_at = None
         for step, _ in chunk:  # newest first
             matches.extend(found.get(step, []))

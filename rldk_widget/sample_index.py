@@ -202,7 +202,7 @@ class SampleIndex:
         return list(self._folders)
 
     # ---- reading ---------------------------------------------------------------------------------------------
-    def update(self, limit: int = UPDATE_CHUNK_BYTES, max_files: int = 256) -> IndexUpdate:
+    def update(self, limit: int = UPDATE_CHUNK_BYTES, max_files: int = 32) -> IndexUpdate:
         """Index what the sources gained since the last call: about `limit` bytes of the samples file and up to
         `max_files` parquet files (`more` says to call again). Never raises: problems are returned (and kept in
         `problems`)."""

@@ -245,12 +245,23 @@ class LiveCapture:
 
 
 def _token_counter(trainer: Any) -> Callable[[list[str]], list[int]] | None:
-    """Token counts of texts with the trainer's tokenizer (its Rust backend's batch encoder when it has one)."""
+    """Token counts of texts with the trainer's tokenizer. A fast tokenizer is cloned first (here, on the caller's
+    thread): the write pass may run on a worker thread while the trainer tokenizes, and a Rust tokenizer whose
+    padding or truncation transformers sets while another thread encodes with it fails with "Already borrowed"
+    (huggingface/tokenizers#537, huggingface/transformers#47085) — in whichever thread, the trainer's included."""
     tokenizer = getattr(trainer, "processing_class", None)
     tokenizer = getattr(tokenizer, "tokenizer", tokenizer)  # a processor wraps its tokenizer
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    encode = getattr(backend, "encode_batch_fast", None) or getattr(backend, "encode_batch", None)
-    if encode is not None:
+    if backend is not None and hasattr(backend, "to_str"):
+        try:
+            from tokenizers import Tokenizer
+
+            clone = Tokenizer.from_str(backend.to_str())
+            clone.no_truncation()
+            clone.no_padding()
+        except Exception:  # noqa: BLE001 - no lengths rather than a failing attach
+            return None
+        encode = getattr(clone, "encode_batch_fast", None) or clone.encode_batch
         return lambda texts: [len(encoding.ids) for encoding in encode(texts, add_special_tokens=False)]
     if callable(tokenizer):
         return lambda texts: [len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]]

@@ -215,3 +215,36 @@ def test_token_counter_uses_the_trainers_tokenizer(tmp_path, tiny_assets):
     expected = [len(trainer.processing_class(f"answer 1.{i}", add_special_tokens=False)["input_ids"])
                 for i in range(8)]
     assert [r["completion_length"] for r in samples_of(cb)] == [min(max(x, 1), 6) for x in expected]
+
+
+def test_token_counter_works_on_its_own_copy_of_the_tokenizer(tmp_path, tiny_assets):
+    """The write pass may run on a worker thread while TRL tokenizes with padding / truncation set (a Rust
+    tokenizer used that way from two threads fails with "Already borrowed"): counting uses a clone."""
+    import threading
+
+    from transformers import AutoTokenizer
+
+    from rldk_widget.trl_samples import _token_counter
+
+    trainer = FakeGRPOTrainer(tmp_path)
+    trainer.processing_class = AutoTokenizer.from_pretrained(tiny_assets["tokenizer"])
+    count = _token_counter(trainer)
+    text = "the cat sat on the mat " * 20
+    full = count([text])[0]
+    trainer.processing_class.backend_tokenizer.enable_truncation(3)  # the trainer's settings: not ours
+    assert count([text]) == [full] and full > 3
+    errors = []
+
+    def trainer_side():
+        try:
+            for _ in range(200):
+                trainer.processing_class([text] * 4, padding=True, truncation=True, max_length=16)
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+
+    thread = threading.Thread(target=trainer_side)
+    thread.start()
+    for _ in range(200):
+        assert count([text] * 4) == [full] * 4
+    thread.join()
+    assert errors == []

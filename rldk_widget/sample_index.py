@@ -16,7 +16,8 @@ half of the nearest later step are shown here and hidden there. A prompt that co
 same answer is not a repeat: only the neighbouring steps are compared.
 
 Pages are plain JSON-able dicts (texts as plain strings, NaN / ±Inf as null); see `page`, `search`,
-`prompt_history` and `sample` for their formats.
+`prompt_history` and `sample` for their formats. This module holds the index (columns, feeding, de-duplication,
+reading a row's record); sample_pages.py builds the pages from it and sample_search.py searches it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import logging
 import math
 import os
 import threading
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,34 +35,30 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from . import formats
+from . import sample_pages as pages
 from .fs import LOCAL, FileSystem, describe_error
+from .sample_pages import IN_MEMORY, PREVIEW_CHARS, SAMPLES_FILE, SORT_COLUMNS, TRUNCATED_UNKNOWN
+from .sample_pages import completions_frame  # noqa: F401 - dash.completions() over several runs' indexes
 from .samples import (
     FLAG_NAMES,
+    TEXT_CAP_BYTES,
     BatchKeys,
     SampleMeta,
     cap_text,
     extra_value,
-    json_number,
-    key_hex,
     meta_from_record,
     parse_key,
     render_text,
     text_key,
     total_reward,
-    TEXT_CAP_BYTES,
 )
 from .tailfile import RECORD_AT, RECORD_HEAD, IndexedJsonArrayFile
 from .trl_samples import CompletionsFolder, ParquetBatch, ParquetRow
 
 logger = logging.getLogger(__name__)
 
-SAMPLES_FILE = 0
-"""Source id of the samples file; parquet files get ids from 1, records held in memory -1."""
-IN_MEMORY = -1
 NEIGHBOUR_OVERLAP = 0.5
 """A batch is a repeat of its neighbouring step's when at least this share of its samples is there."""
-PREVIEW_CHARS = 2000
-"""Characters of each text a page carries by default (`sample()` gives the whole stored text)."""
 SPAN_GAP_BYTES = 64 << 10
 SPAN_MAX_BYTES = 8 << 20
 SEARCH_CHUNK_BYTES = 4 << 20
@@ -72,9 +68,6 @@ MAX_RECORD_BYTES = 16 << 20
 """A samples-file record longer than this (a hand-written file: ours hold at most two 64 KB texts) is not read."""
 PARQUET_CACHE_CHARS = 32 << 20
 """Decoded parquet files kept for pages, by their texts' size (the most recent one whatever its size)."""
-SORT_COLUMNS = ("index", "reward", "advantage", "completion_length", "completion_chars", "prompt_chars",
-                "group_mean", "group_std")
-TRUNCATED_UNKNOWN = -1
 TEXTS_START = b',"prompt":'
 """Where a record's texts begin (samples.py writes them last): the index parses each line only up to there."""
 _Item = tuple  # (SampleMeta, (source, loc, length), record held in memory or None)
@@ -587,109 +580,7 @@ class SampleIndex:
                         "extra": {k: extra_value(v) for k, v in item.extra.items()}, "source": "parquet"}
         return out
 
-    # ---- pages -----------------------------------------------------------------------------------------------
-    def _row_numbers(self, row: int) -> dict[str, Any]:
-        cols = self._cols
-        truncated = int(cols["truncated"][row])
-        length = float(cols["completion_length"][row])
-        return {
-            "reward": json_number(float(cols["reward"][row])),
-            "rewards": {name: json_number(float(column[row])) for name, column in cols.rewards.items()
-                        if name in self._reward_names},
-            "advantage": json_number(float(cols["advantage"][row])),
-            "completion_length": None if math.isnan(length) else int(length),
-            "truncated": None if truncated == TRUNCATED_UNKNOWN else bool(truncated),
-            "empty": bool(cols["empty"][row]),
-            "cut": bool(cols["cut"][row]),
-            "completion_chars": int(cols["completion_chars"][row]),
-            "prompt_chars": int(cols["prompt_chars"][row]),
-        }
-
-    def _sample_id(self, row: int) -> str:
-        return f"{int(self._cols['step'][row])}:{key_hex(int(self._cols['key'][row]))}"
-
-    def _row_dict(self, row: int, record: Mapping[str, Any], text_chars: int, with_prompt: bool) -> dict[str, Any]:
-        cols = self._cols
-        out: dict[str, Any] = {
-            "id": self._sample_id(row),
-            "step": int(cols["step"][row]),
-            "index": int(cols["index"][row]),
-            "prompt_id": key_hex(int(cols["prompt_key"][row])),
-            "source": _source_name(int(cols["source"][row]), record),
-        }
-        if with_prompt:
-            out["prompt"], out["prompt_more"] = _preview(record.get("prompt"), text_chars)
-        out["completion"], out["completion_more"] = _preview(record.get("completion"), text_chars)
-        out.update(self._row_numbers(row))
-        extra = record.get("extra")
-        out["extra"] = {str(k): extra_value(v) for k, v in extra.items()} if isinstance(extra, Mapping) else {}
-        if "missing" in record:
-            out["missing"] = str(record["missing"])
-        return out
-
-    def _group_stats(self, rows: np.ndarray) -> dict[int, dict[str, Any]]:
-        """Per prompt among `rows`: size, reward mean, spread (sample std like TRL's), min, max, identical."""
-        cols = self._cols
-        prompts = cols["prompt_key"][rows]
-        rewards = cols["reward"][rows]
-        stats: dict[int, dict[str, Any]] = {}
-        for prompt in dict.fromkeys(prompts.tolist()):
-            values = rewards[prompts == prompt]
-            finite = values[~np.isnan(values)]
-            size = int(values.size)
-            stats[prompt] = {
-                "size": size,
-                "reward_mean": json_number(float(finite.mean())) if finite.size else None,
-                "reward_std": json_number(float(finite.std(ddof=1))) if finite.size > 1 else None,
-                "reward_min": json_number(float(finite.min())) if finite.size else None,
-                "reward_max": json_number(float(finite.max())) if finite.size else None,
-                "identical_rewards": size > 1 and (finite.size == 0 or (finite.size == size and
-                                                                       bool(finite.min() == finite.max()))),
-            }
-        return stats
-
-    def _sort_values(self, rows: np.ndarray, column: str, stats: dict[int, dict[str, Any]]) -> np.ndarray:
-        cols = self._cols
-        if column in ("group_mean", "group_std"):
-            name = "reward_mean" if column == "group_mean" else "reward_std"
-            prompts = cols["prompt_key"][rows].tolist()
-            return np.array([np.nan if stats[p][name] is None else stats[p][name] for p in prompts], float)
-        if column in cols.data and column in SORT_COLUMNS:
-            return cols[column][rows].astype(float)
-        if column in cols.rewards:
-            return cols.rewards[column][rows]
-        raise ValueError(f"cannot sort by {column!r}: use one of {self.sort_columns()}")
-
-    def _filter(self, rows: np.ndarray, flags: Mapping[str, bool] | None, reward_range: Sequence[float | None] | None,
-                reward_column: str, stats: dict[int, dict[str, Any]]) -> np.ndarray:
-        cols = self._cols
-        keep = np.ones(rows.size, bool)
-        for flag, wanted in (flags or {}).items():
-            if flag == "truncated":
-                values = cols["truncated"][rows]
-                keep &= (values == 1) if wanted else (values == 0)
-            elif flag in ("empty", "cut"):
-                keep &= cols[flag][rows] == bool(wanted)
-            elif flag == "identical":
-                identical = np.array([stats[p]["identical_rewards"] for p in cols["prompt_key"][rows].tolist()], bool)
-                keep &= identical == bool(wanted)
-            else:
-                raise ValueError(f"unknown flag {flag!r}: use {[*FLAG_NAMES, 'identical']}")
-        if reward_range is not None:
-            low, high = reward_range
-            if reward_column == "reward":
-                values = cols["reward"][rows]
-            elif reward_column in cols.rewards:
-                values = cols.rewards[reward_column][rows]
-            else:
-                raise ValueError(f"unknown reward column {reward_column!r}")
-            with np.errstate(invalid="ignore"):
-                if low is not None:
-                    keep &= values >= low
-                if high is not None:
-                    keep &= values <= high
-        return rows[keep]
-
+    # ---- pages (sample_pages.py) ----------------------------------------------------------------------------
     def page(
         self,
         step: int,
@@ -720,83 +611,13 @@ class SampleIndex:
         ["prompt", "prompt_more",] "completion", "completion_more", "reward", "rewards": {name: value}, "advantage",
         "completion_length", "truncated", "empty", "cut", "completion_chars", "prompt_chars", "extra": {...}
         [, "missing": why its texts could not be read]}."""
-        with self._lock:
-            rows = self._visible_rows(step)
-            stats = self._group_stats(rows)
-            matched = self._filter(rows, flags, reward_range, reward_column, stats)
-            if sort != "index" or descending:
-                values = self._sort_values(matched, sort, stats)
-                missing = np.isnan(values)
-                keys = np.where(missing, 0.0, -values if descending else values)
-                matched = matched[np.lexsort((keys, missing))]  # stable: ties keep the trainer's order
-            steps = self._steps()
-            before, after = bisect.bisect_left(steps, step), bisect.bisect_right(steps, step)
-            page: dict[str, Any] = {
-                "kind": "step",
-                "run_id": self.run_id,
-                "step": step,
-                "prev_step": steps[before - 1] if before > 0 else None,
-                "next_step": steps[after] if after < len(steps) else None,
-                "reward_names": list(self._reward_names),
-                "sort": {"column": sort, "descending": bool(descending)},
-                "total_rows": int(rows.size),
-                "matched_rows": int(matched.size),
-                "total_groups": len(stats),
-                "offset": offset,
-                "limit": limit,
-            }
-            if group:
-                order: dict[int, list[int]] = {}
-                for row, prompt in zip(matched.tolist(), self._cols["prompt_key"][matched].tolist()):
-                    order.setdefault(prompt, []).append(row)
-                groups = list(order.items())
-                page["matched_groups"] = len(groups)
-                chosen = groups[offset : offset + limit]
-                page["more"] = offset + limit < len(groups)
-                records = self._records([row for _, group_rows in chosen for row in group_rows])
-                page["groups"] = []
-                for prompt, group_rows in chosen:
-                    first = records[group_rows[0]]
-                    text, more = _preview(first.get("prompt"), text_chars)
-                    page["groups"].append({
-                        "prompt_id": key_hex(prompt), "prompt": text, "prompt_more": more,
-                        "prompt_chars": int(self._cols["prompt_chars"][group_rows[0]]), **stats[prompt],
-                        "shown": len(group_rows),
-                        "rows": [self._row_dict(row, records[row], text_chars, False) for row in group_rows],
-                    })
-            else:
-                chosen_rows = matched[offset : offset + limit].tolist()
-                page["matched_groups"] = len(set(self._cols["prompt_key"][matched].tolist()))
-                page["more"] = offset + limit < matched.size
-                records = self._records(chosen_rows)
-                page["rows"] = [self._row_dict(row, records[row], text_chars, True) for row in chosen_rows]
-            return page
-
-    def _find(self, sample_id: str) -> int | None:
-        step_text, _, key_text = str(sample_id).partition(":")
-        key = parse_key(key_text)
-        try:
-            step = int(step_text)
-        except ValueError:
-            return None
-        if key is None:
-            return None
-        rows = self._visible_rows(step)
-        found = rows[self._cols["key"][rows] == np.uint64(key)]
-        return int(found[0]) if found.size else None
+        return pages.step_page(self, step, sort, descending, flags, reward_range, reward_column, group, offset,
+                               limit, text_chars)
 
     def sample(self, sample_id: str) -> dict[str, Any] | None:
         """One sample with its whole stored texts (a row of `page` with "prompt" and "completion" complete and
         "cut_fields": which of them were capped on disk); None for an unknown id."""
-        with self._lock:
-            row = self._find(sample_id)
-            if row is None:
-                return None
-            record = self._records([row])[row]
-            out = self._row_dict(row, record, -1, True)
-            cut = record.get("cut")
-            out["cut_fields"] = [str(c) for c in cut] if isinstance(cut, list) else []
-            return out
+        return pages.sample_page(self, sample_id)
 
     def prompt_history(self, prompt_id: str, offset: int = 0, limit: int = 20, text_chars: int = 400
                        ) -> dict[str, Any]:
@@ -805,31 +626,7 @@ class SampleIndex:
         Returns {"kind": "prompt", "run_id", "prompt_id", "prompt", "prompt_more", "total_steps", "offset", "limit",
         "more", "steps": [{"step", "size", "reward_mean", "reward_std", "reward_min", "reward_max",
         "identical_rewards", "rows": [row, ...]}, ...]} (rows as in `page`, without the prompt)."""
-        with self._lock:
-            key = parse_key(prompt_id)
-            cols = self._cols
-            if key is None:
-                rows = np.empty(0, np.int64)
-            else:
-                rows = np.flatnonzero((cols["prompt_key"] == np.uint64(key)) & ~cols["hidden"])
-            steps = np.unique(cols["step"][rows]).tolist() if rows.size else []
-            chosen = steps[offset : offset + limit]
-            chosen_rows = rows[np.isin(cols["step"][rows], chosen)] if chosen else rows[:0]
-            chosen_rows = chosen_rows[np.lexsort((cols["index"][chosen_rows], cols["step"][chosen_rows]))]
-            records = self._records(chosen_rows.tolist())
-            page: dict[str, Any] = {
-                "kind": "prompt", "run_id": self.run_id, "prompt_id": prompt_id, "prompt": "", "prompt_more": False,
-                "total_steps": len(steps), "offset": offset, "limit": limit, "more": offset + limit < len(steps),
-                "steps": [],
-            }
-            if chosen_rows.size:
-                page["prompt"], page["prompt_more"] = _preview(records[int(chosen_rows[0])].get("prompt"), text_chars)
-            for step in chosen:
-                step_rows = chosen_rows[cols["step"][chosen_rows] == step]
-                stats = self._group_stats(step_rows)[key]  # type: ignore[index]
-                page["steps"].append({"step": int(step), **stats, "rows": [
-                    self._row_dict(int(row), records[int(row)], text_chars, False) for row in step_rows]})
-            return page
+        return pages.prompt_page(self, prompt_id, offset, limit, text_chars)
 
     # ---- search ----------------------------------------------------------------------------------------------
     def search(self, query: str, cursor: Mapping[str, Any] | None = None, limit: int = 50, budget_s: float = 0.25,
@@ -855,44 +652,7 @@ class SampleIndex:
         the trainer's order: step, prompt, completion, reward, one column per reward function, advantage,
         completion_length, truncated, empty, cut (stored text capped), plus id, prompt_id and source. Missing
         values are NaN / <NA>; texts are the stored ones (capped at 64 KB by default)."""
-        import pandas as pd
-
-        with self._lock:
-            steps = [step] if step is not None else self._steps()
-            names = list(self._reward_names)
-            fixed = {"step", "prompt", "completion", "reward", "advantage", "completion_length", "truncated",
-                     "empty", "cut", "id", "prompt_id", "source"}
-            labels = {name: (name if name not in fixed else f"rewards/{name}") for name in names}
-            data: dict[str, list[Any]] = {k: [] for k in ("step", "prompt", "completion", "reward", *labels.values(),
-                                                          "advantage", "completion_length", "truncated", "empty",
-                                                          "cut", "id", "prompt_id", "source")}
-            cols = self._cols
-            for batch_start in range(0, len(steps), 64):
-                rows = [int(r) for s in steps[batch_start : batch_start + 64] for r in self._visible_rows(s)]
-                records = self._records(rows)
-                for row in rows:
-                    record = records[row]
-                    data["step"].append(int(cols["step"][row]))
-                    data["prompt"].append(_text(record.get("prompt")))
-                    data["completion"].append(_text(record.get("completion")))
-                    data["reward"].append(float(cols["reward"][row]))
-                    for name, label in labels.items():
-                        column = cols.rewards.get(name)
-                        data[label].append(float(column[row]) if column is not None else math.nan)
-                    data["advantage"].append(float(cols["advantage"][row]))
-                    data["completion_length"].append(float(cols["completion_length"][row]))
-                    truncated = int(cols["truncated"][row])
-                    data["truncated"].append(None if truncated == TRUNCATED_UNKNOWN else bool(truncated))
-                    data["empty"].append(bool(cols["empty"][row]))
-                    data["cut"].append(bool(cols["cut"][row]))
-                    data["id"].append(self._sample_id(row))
-                    data["prompt_id"].append(key_hex(int(cols["prompt_key"][row])))
-                    data["source"].append(_source_name(int(cols["source"][row]), record))
-        frame = pd.DataFrame(data)
-        frame["step"] = frame["step"].astype("int64")
-        frame["completion_length"] = frame["completion_length"].astype("Int64")
-        frame["truncated"] = frame["truncated"].astype("boolean")
-        return frame
+        return pages.dataframe(self, step)
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------
@@ -916,40 +676,3 @@ def _parse_line(data: bytes, key: int | None) -> dict[str, Any]:
                                         and parse_key(record.get("id")) not in (key, None)):
         return {"missing": "the samples file changed on disk since it was indexed"}
     return record
-
-
-def _text(value: Any) -> str:
-    return value if isinstance(value, str) else render_text(value)
-
-
-def _preview(value: Any, chars: int) -> tuple[str, bool]:
-    text = _text(value)
-    if chars < 0 or len(text) <= chars:
-        return text, False
-    return text[:chars], True
-
-
-def _source_name(source: int, record: Mapping[str, Any]) -> str:
-    if source == SAMPLES_FILE or source == IN_MEMORY:
-        value = record.get("source")
-        return value if isinstance(value, str) and len(value) <= 32 else "samples"
-    return "parquet"
-
-
-def completions_frame(indexes: Mapping[str, SampleIndex], step: int | None = None, run_id: str | None = None) -> Any:
-    """`dash.completions(step=None, run_id=None)` over the indexes of several runs (run id → index): the rows of
-    `SampleIndex.dataframe` with a leading `run_id` column, runs in the mapping's order; one run when `run_id` is
-    given (an unknown one gives no rows)."""
-    import pandas as pd
-
-    chosen = [(r, ix) for r, ix in indexes.items() if run_id is None or r == run_id]
-    frames = []
-    for name, index in chosen:
-        frame = index.dataframe(step)
-        frame.insert(0, "run_id", name)
-        frames.append(frame)
-    if not frames:
-        frame = SampleIndex("", None).dataframe()
-        frame.insert(0, "run_id", pd.Series(dtype=object))
-        return frame
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]

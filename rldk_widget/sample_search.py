@@ -18,15 +18,8 @@ import numpy as np
 import orjson
 
 from .fs import describe_error
-from .sample_index import (
-    MAX_RECORD_BYTES,
-    SAMPLES_FILE,
-    SEARCH_CHUNK_BYTES,
-    SPAN_GAP_BYTES,
-    SPAN_MAX_BYTES,
-    _parse_line,
-    _text,
-)
+from .sample_index import MAX_RECORD_BYTES, SEARCH_CHUNK_BYTES, SPAN_GAP_BYTES, SPAN_MAX_BYTES, _parse_line
+from .sample_pages import SAMPLES_FILE, _text, row_numbers, sample_id
 
 if TYPE_CHECKING:
     from .sample_index import SampleIndex
@@ -190,12 +183,12 @@ def _match(index: "SampleIndex", row: int, record: Mapping[str, Any], query: str
     where = [name for name, text in texts.items() if folded in text.casefold()]
     if not where:
         return None
-    numbers = index._row_numbers(row)
+    numbers = row_numbers(index, row)
     cols = index._cols
     from .samples import key_hex
 
     out: dict[str, Any] = {
-        "id": index._sample_id(row),
+        "id": sample_id(index, row),
         "step": int(cols["step"][row]),
         "index": int(cols["index"][row]),
         "prompt_id": key_hex(int(cols["prompt_key"][row])),

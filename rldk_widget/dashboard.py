@@ -40,7 +40,9 @@ from .hf_state import trainer_state_run_id
 from .run_summary import RunSummary
 from .runs import Sweep, runs_table
 from .runs_payload import table_payload
-from .store import RunData, RunStore, default_run_id, validate_run_id
+from .store import SAMPLES_KIND, RunData, RunStore, default_run_id, validate_run_id
+from .trl_samples import completions_folder
+from .sample_service import SampleService
 from .static_output import MAX_PNG_BYTES as PICTURE_PNG_BYTES
 from .static_output import StaticOutput, static_output_wanted
 from .subshell import SubshellRoute
@@ -125,6 +127,11 @@ class RLDKDashboard(anywidget.AnyWidget):
     default_charts = traitlets.List(traitlets.Unicode()).tag(sync=True)
     runs_table = traitlets.Dict().tag(sync=True)
     """The runs table (folder mode): {"columns": [{"key", "label", "kind", "group"}], "rows": [[...]], "total"}."""
+    samples = traitlets.Dict().tag(sync=True)
+    """Per run with completions: its samples' summary (steps, first and last step, reward functions); the pages
+    travel on request (sample_service.py)."""
+    samples_recent = traitlets.Dict().tag(sync=True)
+    """The newest steps' pages of samples (≤ 256 KB), refreshed after each cell: what a saved notebook shows."""
     selected = traitlets.List(traitlets.Unicode()).tag(sync=True)
     """The runs the charts show, in colour order (every view of the widget shows the same); see `select`."""
 
@@ -207,6 +214,10 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._static_picture = static_output_wanted() if static_picture is None else bool(static_picture)
         self._static = StaticOutput(self._render_picture, self._picture_version)
         self.pages = PageServer(self.send, name="rldk-pages")
+        self._samples = SampleService(self.pages, self._samples_changed)
+        self._samples_sent_at = -math.inf
+        self._samples_timer: threading.Timer | None = None
+        self._closed = False
         self._route = SubshellRoute()
         self._route.open(self.comm)
         self.on_msg(self._on_view_message)
@@ -313,9 +324,7 @@ class RLDKDashboard(anywidget.AnyWidget):
     def _adopt(self, run_id: str) -> None:
         if self._sweep is None or run_id in self._summaries or run_id not in self._sweep.runs:
             return
-        reader = self._hf_readers.get(run_id)
-        if reader is None and self._sweep.runs[run_id].source == "hf":
-            reader = self._hf_readers[run_id] = TrainerStateReader(self._sweep.runs[run_id].folder)
+        reader = self._hf_reader(run_id) if self._sweep.runs[run_id].source == "hf" else None
         self._summaries[run_id] = self._sweep.adopt(run_id, reader)
         series = self._runs.get(run_id)
         if series is not None and series.columns:
@@ -358,12 +367,21 @@ class RLDKDashboard(anywidget.AnyWidget):
         if ref is None:
             return None
         if ref.source == "hf":
-            reader = self._hf_readers[run_id] = TrainerStateReader(ref.folder)
-            return reader
+            return self._hf_reader(run_id)
         return self._store(run_id, Path(ref.folder), ref.file_stem)
+
+    def _hf_reader(self, run_id: str) -> TrainerStateReader:
+        """A Hugging Face folder's reader (its trainer_state.json files), and its completions indexed."""
+        reader = self._hf_readers.get(run_id)
+        if reader is None:
+            folder = self._refs[run_id].folder if run_id in self._refs else self._sweep.runs[run_id].folder
+            reader = self._hf_readers[run_id] = TrainerStateReader(folder)
+            self._samples.watch(run_id, completions_dir=completions_folder(folder))
+        return reader
 
     def _poll_trainer_state(self, run_id: str, reader: TrainerStateReader) -> None:
         """A Hugging Face output folder: its trainer_state.json log history."""
+        self._samples.touch(run_id)
         records, reset, problems = reader.read_new()
         if not (records or reset or problems):
             return
@@ -532,6 +550,37 @@ class RLDKDashboard(anywidget.AnyWidget):
             records.extend(record if "run_id" in record else {**record, "run_id": run_id} for record in run_records)
         return records
 
+    def completions(self, step: int | None = None, run_id: str | None = None) -> pd.DataFrame:
+        """The samples behind the rewards: one row per completion (step, prompt, completion, reward, one column per
+        reward function, advantage, completion_length, truncated, empty, cut, ...), of every step or one, of every
+        run (with a run_id column) or one; each sample once, at the first step it appeared."""
+        self._catch_up()
+        return self._samples.completions(step=step, run_id=run_id)
+
+    def _samples_changed(self) -> None:
+        """A run's samples gained steps (on the samples worker): the views' summary, at most once a second (a change
+        within the second is sent when it ends)."""
+        wait = self._samples_sent_at + 1.0 - time.monotonic()
+        if wait > 0:
+            with self._lock:
+                if self._samples_timer is None and not self._closed:
+                    self._samples_timer = threading.Timer(wait, self._send_samples_summary)
+                    self._samples_timer.name = "rldk-samples-summary"
+                    self._samples_timer.daemon = True
+                    self._samples_timer.start()
+            return
+        self._send_samples_summary()
+
+    def _send_samples_summary(self) -> None:
+        with self._lock:
+            self._samples_timer = None
+            if self._closed:
+                return
+            self._samples_sent_at = time.monotonic()
+            summaries = self._samples.summaries()
+            if summaries != self.samples:
+                self.samples = summaries
+
     def runs(self) -> pd.DataFrame:
         """The runs table as a DataFrame: one row per run — id, display name, trainer kind, status (running /
         finished / stopped), step and max steps, duration, last and best values of the trainer's key metrics,
@@ -613,6 +662,8 @@ class RLDKDashboard(anywidget.AnyWidget):
                 "info": dict(self.info),
                 "default_charts": list(self.default_charts),
                 "selected": list(self.selected),
+                "samples": dict(self.samples),
+                "samples_recent": self._samples.recent_pages(),
             }
             shown = list(self.selected)
             runs = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "") or "no runs"
@@ -651,6 +702,10 @@ class RLDKDashboard(anywidget.AnyWidget):
         if not hasattr(self, "_appends"):  # a constructor that raised: only the widget itself exists
             super().close()
             return
+        with self._lock:
+            self._closed = True
+            if self._samples_timer is not None:
+                self._samples_timer.cancel()
         self.disable_auto_refresh()
         for callback in list(self._callbacks):
             self.disconnect_callback(callback)
@@ -659,6 +714,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._inbox.close()
         self._channel.close()
         self.pages.close()
+        self._samples.close()
         self._route.close()
         self._health.close()
         self._static.close()
@@ -677,6 +733,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             store = self._stores[run_id] = RunStore(folder, file_stem or run_id, follow=True)
             self._loaded.add(run_id)
             self._ensure_run(run_id)
+            self._samples.watch(run_id, samples_path=store.path(SAMPLES_KIND))
         return store
 
     def _writable_store(self, run_id: str) -> RunStore:
@@ -801,8 +858,11 @@ class RLDKDashboard(anywidget.AnyWidget):
             self._ingest(run_id, data, store.write_errors)
             if not data.more:
                 break
+        self._samples.touch(run_id)
         info = store.read_info()
         if info is not None:
+            if isinstance(info.get("completions_dir"), str):
+                self._samples.watch(run_id, completions_dir=info["completions_dir"])
             if info.get("writer") == CALLBACK_WRITER:
                 self._recorded_by_callback(run_id)
             self.set_run_info(run_id, info.get("max_steps"), info.get("trainer"), info.get("started"))
@@ -939,6 +999,8 @@ class RLDKDashboard(anywidget.AnyWidget):
                 if run_id is not None:
                     self._ensure_run(run_id)
                     self.set_run_info(run_id, record.get("max_steps"), record.get("trainer"), record.get("started"))
+                    if isinstance(record.get("completions_dir"), str):
+                        self._samples.watch(run_id, completions_dir=record["completions_dir"])
             return
         for callback in tuple(self._callbacks):
             if run_id is None or callback.run_id == run_id:
@@ -952,6 +1014,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._inbox.drain()
         self._appends.drain()
         self._health.drain()
+        self._samples.drain()
 
     def _handle_callback_events(self, events: list[Any]) -> None:
         """The callback inbox's pass (on the training thread when due, else on its worker): read what connected
@@ -962,6 +1025,9 @@ class RLDKDashboard(anywidget.AnyWidget):
                 if callback is None:
                     continue
                 self._store(run_id, Path(callback.output_dir))
+                if kind == SAMPLES_KIND:
+                    self._samples.touch(run_id)  # the index reads them (sample_service.py), not the series
+                    continue
                 self._poll_safely(run_id, (kind,))
                 self.set_run_info(run_id, callback.max_steps, callback.trainer_kind)
 
@@ -1046,6 +1112,10 @@ class RLDKDashboard(anywidget.AnyWidget):
         (bounded by SNAPSHOT_POINT_BUDGET). Views already in sync ignore it and keep their full data."""
         self._catch_up()
         self._static.after_cell()
+        if self.samples:
+            recent = self._samples.recent_pages()
+            if recent != self.samples_recent:
+                self.samples_recent = recent
         with self._lock:
             if not self._changed_since_snapshot or self.comm is None:
                 return

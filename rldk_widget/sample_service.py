@@ -20,6 +20,7 @@ import orjson
 from .pages import PageServer, jsonable
 from .sample_index import SampleIndex
 from .sample_pages import completions_frame
+from .worker import KeyedWorker
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +39,7 @@ class SampleService:
         self._on_change = on_change
         self._indexes: dict[str, SampleIndex] = {}
         self._lock = threading.Lock()
-        self._pending: set[str] = set()
-        self._wake = threading.Event()
-        self._closed = False
-        self._thread: threading.Thread | None = None
-        self._working = threading.Lock()
+        self._worker = KeyedWorker(self._update, "rldk-samples")
         self.problems: dict[str, list[str]] = {}
         for what, handler in (
             ("samples.steps", self._steps),
@@ -69,48 +66,24 @@ class SampleService:
     def touch(self, run_id: str) -> None:
         """The run's sources may have grown: update its index soon (on the worker)."""
         with self._lock:
-            if self._closed or run_id not in self._indexes:
+            if run_id not in self._indexes:
                 return
-            self._pending.add(run_id)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="rldk-samples", daemon=True)
-                self._thread.start()
-        self._wake.set()
+        self._worker.touch(run_id)
 
     def drain(self) -> None:
         """Index everything pending now, on the calling thread."""
-        with self._working:
-            while True:
-                with self._lock:
-                    if not self._pending:
-                        return
-                    run_id = self._pending.pop()
-                    index = self._indexes.get(run_id)
-                if index is not None:
-                    self._update(run_id, index)
+        self._worker.drain()
 
     def close(self) -> None:
+        self._worker.close()
+
+    def _update(self, run_id: str) -> None:
         with self._lock:
-            self._closed = True
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5)
-
-    def _work(self) -> None:
-        while True:
-            self._wake.wait(timeout=60)
-            self._wake.clear()
-            if self._closed:
-                return
-            try:
-                self.drain()
-            except Exception:  # noqa: BLE001 - the worker must survive
-                logger.exception("indexing samples failed")
-
-    def _update(self, run_id: str, index: SampleIndex) -> None:
+            index = self._indexes.get(run_id)
+        if index is None:
+            return
         changed = False
-        while not self._closed:
+        while not self._worker.closed:
             update = index.update()
             changed = changed or bool(update.steps) or update.reset
             if update.problems:

@@ -448,6 +448,7 @@ _DATA_POINT_JS = """(gd) => {
 def hover_data_point(page: Any, plot: Any, timeout_ms: float = 10_000) -> str:
     """Move the mouse onto a data point of `plot` (a locator of a `.rldk-plot`) and wait until plotly has drawn its
     hover label; return the label's text. (Anywhere else plotly may draw no label at all.)"""
+    plot.scroll_into_view_if_needed()  # a point below the viewport gets no hover (the banner adds height)
     point = plot.evaluate(_DATA_POINT_JS)
     if point is None:
         raise AssertionError("the chart has no finite point to hover")

@@ -57,9 +57,11 @@ def test_saved_html_renders_offline(tmp_path, offline_page, dashboards):
 
     page.goto(path.as_uri())
     lab.wait_until(lambda: lab.current_step(page, ".rldk-root") == "299", 20, "the exported page to show step 299")
-    state = lab.view_state(page, ".rldk-root")
-    charted = {chart["title"]: chart["points"] for chart in state["charts"]}
-    assert charted.get("reward_mean") == 300 and charted.get("kl_mean") == 300, state
+    def drawn():  # charts are drawn over several frames (a frame budget each): wait for them
+        charted = {chart["title"]: chart["points"] for chart in lab.view_state(page, ".rldk-root")["charts"]}
+        return charted if charted.get("reward_mean") == 300 and charted.get("kl_mean") == 300 else None
+
+    lab.wait_until(drawn, 20, "every chart of the exported page drawn")
     assert page.locator(".rldk-root .js-plotly-plot .scatterlayer path").count() > 0
 
     lab.show_tab(page, ".rldk-root", "alerts")

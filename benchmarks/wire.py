@@ -43,6 +43,7 @@ QUICK = dict(
 
 TARGET_FLAT_RATIO = 1.2  # bytes per appended step at the largest size / at 100 steps
 TARGET_MAX_MESSAGES_PER_S = 10  # in any 1-second window, at any add rate
+TARGET_TAIL_S = 0.3  # the last step reaches the views this soon after the last add, with no further call
 SETTLE_S = 0.35  # wait after the last add for the throttle timer's final flush (interval 0.1 s)
 
 
@@ -93,6 +94,12 @@ def delivered_steps(tap: c.CommTap) -> list[float]:
     return steps
 
 
+def tail_latency(tap: c.CommTap, end: float) -> float:
+    """Seconds from the end of the adds to the delta that carried the last of them (0 if the last add sent it)."""
+    last = max(t for t, method, _ in tap.messages if method == "custom")
+    return max(0.0, last - end)
+
+
 def traffic(messages: list[tuple[float, str, int]], start: float, end: float, added: int,
             durations: list[float]) -> dict:
     """What left per appended step, from (time, kind, bytes) per message."""
@@ -131,6 +138,7 @@ def bench_widget(tmp: Path, size: int, cfg: dict, make: c.RecordMaker) -> dict:
     start, end, added, durations = paced(widget.add_metrics, records, cfg["steady_rate"])
     time.sleep(SETTLE_S)
     out["steady"] = traffic(tap.messages, start, end, added, durations)
+    out["steady"]["tail_s"] = tail_latency(tap, end)
     steps = delivered_steps(tap)
     assert steps == [float(s) for s in range(size, size + added)], "steady: views did not get every step once"
 
@@ -141,6 +149,7 @@ def bench_widget(tmp: Path, size: int, cfg: dict, make: c.RecordMaker) -> dict:
     start, end, added, durations = paced(widget.add_metrics, records, None, cfg["burst_seconds"])
     time.sleep(SETTLE_S)
     out["burst"] = traffic(tap.messages, start, end, added, durations)
+    out["burst"]["tail_s"] = tail_latency(tap, end)
     steps = delivered_steps(tap)
     assert steps == [float(s) for s in range(first, first + added)], "burst: views did not get every step once"
     widget.close()
@@ -296,6 +305,11 @@ def main(argv: list[str] | None = None) -> dict:
     checks.add(f"messages in any 1 s (worst: {worst_mode}, {worst_size:,} steps, "
                f"{worst['add_rate_per_s']:,.0f} adds/s)", worst["messages_max_in_1s"], TARGET_MAX_MESSAGES_PER_S,
                "msgs", shown=f"{worst['messages_max_in_1s']} msgs")
+
+    tails = {(mode, size): widget[size][mode]["tail_s"] for size in cfg["sizes"] for mode in ("steady", "burst")}
+    (tail_mode, tail_size), tail = max(tails.items(), key=lambda item: item[1])
+    checks.add(f"last step reaches the views after the last add, no further call (worst: {tail_mode}, "
+               f"{tail_size:,} steps)", tail, TARGET_TAIL_S, "s")
 
     data = {"config": {k: (v if not isinstance(v, dict) else {str(a): b for a, b in v.items()})
                        for k, v in cfg.items()},

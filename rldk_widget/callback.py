@@ -19,8 +19,10 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .alerts import AlertMonitor, AlertRules
 from .arguments import reject_unknown
+from .health import CALLBACK_WRITER
 from .inbox import EventInbox
 from .metrics import as_number
+from .run_config import capture_run_config
 from .store import RunStore, default_run_id, validate_run_id
 from .trl_keys import detect_trainer_kind, is_eval_log, is_summary_log, kind_from_class, log_record, ppo_keys
 
@@ -55,7 +57,8 @@ class RLDKCallback(TrainerCallback):
     kept), alerts from `AlertMonitor`, a checkpoint-summary row per save and, for PPO, a row of PPO keys per log.
     Listeners added with `add_listener(fn)` are called as `fn(kind, record)` after each record was written,
     kind in "metrics" | "alert" | "ppo_metrics" | "checkpoint_summary" | "run_info" ("run_info" records are
-    updates of `run_info`: max_steps and trainer at the start, the train_runtime summary at the end).
+    updates of `run_info`: max_steps, trainer and the run's configuration — `run_config.capture_run_config` — at
+    the start, the train_runtime summary at the end).
 
     `on_log` only queues the log. The logs of the last `write_interval` seconds are written together (one
     append per file, see inbox.py): at once when steps are slower than that, else at the next log after the
@@ -131,8 +134,10 @@ class RLDKCallback(TrainerCallback):
         self.max_steps = state.max_steps if state.max_steps and state.max_steps > 0 else None
         self.trainer_kind = kind_from_class(args) or self.trainer_kind
         now = time.time()
+        config = capture_run_config(args, state, kwargs.get("model"), kwargs.get("processing_class"))
         self._update_run_info(
-            {"max_steps": self.max_steps, "trainer": self.trainer_kind, "started": now, "timestamp": now}
+            {"max_steps": self.max_steps, "trainer": self.trainer_kind, "started": now, "timestamp": now,
+             "writer": CALLBACK_WRITER, "config": config}
         )
 
     @_guarded

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import threading
 import time
@@ -24,15 +25,23 @@ import anywidget
 import pandas as pd
 import traitlets
 
+from .alerts import AlertRules
 from .arguments import reject_unknown
-from .fs import describe_error
+from .health import CALLBACK_WRITER, HealthChecks
 from .hf_state import TrainerStateReader
 from .inbox import EventInbox
 from .metrics import RLDKMetrics
 from .notebook import in_widget_kernel, register_post_run_cell, say_outside_notebook, unregister_post_run_cell
+from .pages import PageServer
 from .records import SEVERITIES, alert_from_file, alert_record, as_list, encode_or_raise, group_by_run, metrics_record
 from .series import Points, RunSeries
-from .store import RunData, RunStore, default_run_id, discover_runs, validate_run_id
+from .discovery import RunRef
+from .hf_state import trainer_state_run_id
+from .run_summary import RunSummary
+from .runs import Sweep, runs_table
+from .runs_payload import table_payload
+from .store import RunData, RunStore, default_run_id, validate_run_id
+from .subshell import SubshellRoute
 from .traits import LiveTrait, MetricsView
 from .transport import DeltaChannel
 
@@ -49,15 +58,34 @@ _SOURCES = {"metrics": "", "ppo_metrics": "ppo:", "checkpoint_summary": "ckpt:"}
 _FILE_OF_EVENT = {"alert": "alerts"}
 """RLDKCallback event kinds whose run file has another name (the others are named as the event)."""
 _DEFAULT_PORT = 8501
-_CONSTRUCTOR_ARGS = ("output_dir", "port", "auto_refresh", "run_id", "refresh_interval", "storage_options")
+_CONSTRUCTOR_ARGS = (
+    "output_dir", "port", "auto_refresh", "run_id", "refresh_interval", "alert_rules", "storage_options"
+)
 WIDGET_KWARGS = ("layout", "tabbable", "tooltip", "_dom_classes")
 """ipywidgets layout arguments users pass to any widget; they go to the widget unchanged."""
+MAX_INTERVAL_S = 86_400.0
+"""The longest auto-refresh interval (a day): longer ones cannot be waited for (Event.wait overflows)."""
 APPEND_READ_BACK_S = 0.1
 """`add_metrics` writes at once and reads its records back into the views in passes this far apart; the last
 records of a burst are read back within about 1.5 times this after the burst ends."""
 SNAPSHOT_POINT_BUDGET = 30_000
-"""Points the `metrics` snapshot carries at most (≈0.65 MB of JSON): longer series are decimated to keep
-first, last, minima and maxima. Deltas always carry every point; `to_dataframe()` always has all data."""
+"""Points the `metrics` snapshot carries at most, over all the runs it holds (≈0.65 MB of JSON): longer series are
+decimated to keep first, last, minima and maxima. Deltas always carry every point; `to_dataframe()` and
+`dash.metrics` always have all data."""
+MIN_SERIES_POINTS = 100
+"""A series in a snapshot keeps at least this many points (a selection of 10 runs × 30 metrics stays ≤ 30k)."""
+SNAPSHOT_ALERTS = 500
+"""Alerts the `alerts` snapshot carries at most (the newest); the counts of the older ones travel in `metrics`
+(`alert_counts`), so the badge and the Alerts tab say how many there are. `dash.alerts` has every alert."""
+DEFAULT_SELECTED = 10
+LOAD_ALL_RUNS = 50
+"""A folder with up to this many runs has every run's series loaded (and health-checked); a larger sweep loads
+the selected runs (and any run Python reads), the others are summarised by the runs table only."""
+RUNS_TABLE_INTERVAL_S = 2.0
+"""The runs table travels to the views at most this often while runs change."""
+RUNS_TABLE_ROWS = 1000
+"""Rows of the runs table in the synced state; a larger sweep's table is paged (request "runs.page")."""
+"""Runs the charts show by default: all runs up to this many, else this many with the newest records."""
 HTML_POINT_BUDGET = 400_000
 """Points `save_html` keeps at most (≈ 10 MB of page): a static report can afford more than the live snapshot."""
 _running_dashboards: "weakref.WeakSet[RLDKDashboard]" = weakref.WeakSet()
@@ -92,6 +120,10 @@ class RLDKDashboard(anywidget.AnyWidget):
     status = traitlets.Dict({"level": "ok", "message": ""}).tag(sync=True)
     info = traitlets.Dict().tag(sync=True)
     default_charts = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    runs_table = traitlets.Dict().tag(sync=True)
+    """The runs table (folder mode): {"columns": [{"key", "label", "kind", "group"}], "rows": [[...]], "total"}."""
+    selected = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    """The runs the charts show, in colour order (every view of the widget shows the same); see `select`."""
 
     def __init__(
         self,
@@ -100,10 +132,13 @@ class RLDKDashboard(anywidget.AnyWidget):
         auto_refresh: bool = True,
         run_id: str | None = None,
         refresh_interval: float = 5.0,
+        alert_rules: AlertRules | None = None,
         storage_options: Mapping[str, Any] | None = None,
         **widget_kwargs: Any,
     ) -> None:
-        """`storage_options` is for remote folders (fsspec URLs); a local folder does not use it.
+        """`alert_rules`: thresholds of the health checks the dashboard runs on runs without alerts of their own
+        (default: `AlertRules.for_trainer` of each run's trainer kind). `storage_options` is for remote folders
+        (fsspec URLs); a local folder does not use it.
         `widget_kwargs`: ipywidgets layout arguments (layout, tabbable, tooltip); anything else is a TypeError."""
         reject_unknown("RLDKDashboard()", widget_kwargs, [*_CONSTRUCTOR_ARGS, *WIDGET_KWARGS])
         self._local = threading.local()
@@ -112,6 +147,13 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._refresh_thread: threading.Thread | None = None
         self._callbacks: list[Any] = []
         self._stores: dict[str, RunStore] = {}
+        self._hf_readers: dict[str, TrainerStateReader] = {}
+        self._refs: dict[str, RunRef] = {}
+        self._loaded: set[str] = set()
+        self._summaries: dict[str, RunSummary] = {}
+        """Runs table summaries this dashboard feeds (the runs it reads: Sweep.adopt)."""
+        self._table_sent_at = -math.inf
+        self._table_dirty = False
         if port != _DEFAULT_PORT:
             warnings.warn(
                 "RLDKDashboard(port=...) is ignored: the dashboard is a notebook widget, not a web server.",
@@ -122,12 +164,19 @@ class RLDKDashboard(anywidget.AnyWidget):
                           stacklevel=2)
         if run_id is not None:
             validate_run_id(run_id)
-        if not isinstance(refresh_interval, (int, float)) or not refresh_interval > 0:
-            raise ValueError(f"refresh_interval must be a positive number of seconds, got {refresh_interval!r}")
+        if (not isinstance(refresh_interval, (int, float)) or isinstance(refresh_interval, bool)
+                or not 0 < refresh_interval <= MAX_INTERVAL_S):
+            raise ValueError(
+                f"refresh_interval must be a number of seconds in (0, {MAX_INTERVAL_S:g}], got {refresh_interval!r}"
+            )
+        if alert_rules is not None and not isinstance(alert_rules, AlertRules):
+            raise TypeError(f"alert_rules must be an AlertRules or None, got {type(alert_rules).__name__}")
         self._runs: dict[str, RunSeries] = {}
         self._alerts: list[dict[str, Any]] = []
         self._changed_since_snapshot = False
         self._snapshot_replaces = False
+        self._loading = True
+        self._selection_explicit = False
         self._problems: dict[str, dict[str, str]] = {}
         self._step_counts: dict[tuple[str, str], list[int]] = {}
         super().__init__(**widget_kwargs)
@@ -137,16 +186,34 @@ class RLDKDashboard(anywidget.AnyWidget):
         self.storage_options = dict(storage_options or {})
         self.refresh_interval = float(refresh_interval)
         self._writer_run_id = run_id or default_run_id()
-        self._trainer_state = TrainerStateReader(self.output_dir)
+        self._sweep = Sweep(self.output_dir) if run_id is None else None
+        self._single_ref = None if run_id is None else _single_run_ref(self.output_dir, run_id)
+        self._health = HealthChecks(
+            self._runs, self._lock, self._report_computed_alerts, alert_rules,
+            trainer_kind=lambda run_id: self.info.get(run_id, {}).get("trainer"),
+        )
         self._channel = DeltaChannel(self.send, self._lock)
         self._inbox = EventInbox(self._handle_callback_events, name="rldk-callback-events")
         self._appends = EventInbox(
             self._read_back_appends, name="rldk-append-read-back", coalesce_s=APPEND_READ_BACK_S,
             tail_look_s=APPEND_READ_BACK_S / 2, quiet_s=APPEND_READ_BACK_S,
         )
+        self.pages = PageServer(self.send, name="rldk-pages")
+        self._route = SubshellRoute()
+        self._route.open(self.comm)
         self.on_msg(self._on_view_message)
         self._cell_end_hook = register_post_run_cell(self, RLDKDashboard._refresh_saved_state)
-        self.update_data()
+        self.update_data()  # what the folder holds goes to the views as one bounded snapshot, not as deltas
+        with self._lock:
+            for run_id, summary in self._summaries.items():  # the load computed no points: summarise the columns
+                series = self._runs.get(run_id)
+                if series is not None and series.columns and not summary.series:
+                    summary.add_points(series.columns)
+        if not self._selection_explicit:
+            self._select_default()  # now that the records are in: the newest runs
+        self._loading = False
+        if self._changed_since_snapshot:
+            self._send_snapshot(replace=True)
         if auto_refresh:
             self.enable_auto_refresh(refresh_interval)
 
@@ -174,7 +241,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         by_run = {encoded[0][0]["run_id"]: encoded} if len(encoded) == 1 else group_by_run(encoded)
         for run_id, pairs in by_run.items():
             with self._lock:
-                store = self._store(run_id, self.output_dir)
+                store = self._writable_store(run_id)
             store.append_encoded("metrics", pairs)
             if store.write_errors or self.status.get("level") == "error":
                 with self._lock:  # a write error shows at once (and so does its end)
@@ -187,44 +254,111 @@ class RLDKDashboard(anywidget.AnyWidget):
         record = alert_record(alert, self._writer_run_id)
         line = encode_or_raise(record)
         with self._lock:
-            store = self._store(record["run_id"], self.output_dir)
+            store = self._writable_store(record["run_id"])
             store.append_encoded("alerts", [(record, line)])
             self._poll_safely(record["run_id"], ("alerts",))
 
     def update_data(self) -> None:
-        """Read what was added to the run files since the last call (all runs of `output_dir` when run_id is
-        None); a file that shrank or was replaced is read again whole. Never raises: a file or folder that cannot
-        be read is reported in `load_report` and the status line, and everything read before stays shown."""
+        """Read what was added to the run files since the last call (all runs of `output_dir`, in sub-folders too,
+        when run_id is None); a file that shrank or was replaced is read again whole. Never raises: a file or
+        folder that cannot be read is reported in `load_report` and the status line, and everything read before
+        stays shown."""
         with self._lock:
-            run_ids = [self.run_id] if self.run_id is not None else self._discover()
-            for run_id in run_ids:
-                if run_id != self._trainer_state.run_id:
-                    self._store(run_id, self.output_dir)
-            for run_id, store in list(self._stores.items()):
-                store.retry_unwritten()
+            self._discover()
+            for run_id in self._runs_to_read():
+                store = self._stores.get(run_id)
+                if store is not None:
+                    store.retry_unwritten()
                 self._poll_safely(run_id)
-            if not self._stores and self.run_id in (None, self._trainer_state.run_id):
-                try:
-                    self._poll_trainer_state()
-                except Exception as err:  # noqa: BLE001 - a reader bug must not reach the caller
-                    self._reading_failed(self._trainer_state.run_id, err)
+            self._refresh_runs_table()
 
-    def _discover(self) -> list[str]:
-        try:
-            return discover_runs(self.output_dir)
-        except OSError as err:
-            folder = str(self.output_dir)
-            self._note_problems(folder, [f"cannot list {folder}: {describe_error(err)}"], [])
-            return []
+    def _discover(self) -> None:
+        """Runs in the folder (the Sweep: nested folders too) or the one run asked for; new ones get a series."""
+        if self._sweep is None:
+            refs = {self._single_ref.run_id: self._single_ref} if self._single_ref is not None else {}
+        else:
+            try:
+                update = self._sweep.refresh(before_reading=self._adopt_new_runs)
+            except Exception as err:  # noqa: BLE001 - discovery must not break the caller
+                self._reading_failed(str(self.output_dir), err)
+                return
+            self._note_problems(str(self.output_dir), list(self._sweep.scan_problems), [])
+            for run_id, problems in self._sweep.problems().items():
+                if run_id and run_id not in self._loaded:  # a loaded run's own reads report its files
+                    self._note_problems(run_id, problems, [])
+            self._table_dirty = self._table_dirty or bool(update.added or update.removed or update.changed)
+            refs = self._sweep.runs
+        for run_id, ref in refs.items():
+            if run_id not in self._refs:
+                self._refs[run_id] = ref
+                self._ensure_run(run_id)
+                if ref.name != run_id:
+                    self.set_run_info(run_id, name=ref.name)
 
-    def _poll_trainer_state(self) -> None:
-        """A Hugging Face output folder with no RLDK run files: show its trainer_state.json log history."""
-        reader = self._trainer_state
+    def _adopt_new_runs(self, run_ids: list[str]) -> None:
+        """New runs of the sweep that this dashboard will read: it feeds their summaries (no second read)."""
+        if len(self._sweep.runs) > LOAD_ALL_RUNS:
+            return
+        for run_id in run_ids:
+            self._adopt(run_id)
+
+    def _adopt(self, run_id: str) -> None:
+        if self._sweep is None or run_id in self._summaries or run_id not in self._sweep.runs:
+            return
+        reader = self._hf_readers.get(run_id)
+        if reader is None and self._sweep.runs[run_id].source == "hf":
+            reader = self._hf_readers[run_id] = TrainerStateReader(self._sweep.runs[run_id].folder)
+        self._summaries[run_id] = self._sweep.adopt(run_id, reader)
+        series = self._runs.get(run_id)
+        if series is not None and series.columns:
+            self._summaries[run_id].add_points(series.columns)
+
+    def _runs_to_read(self) -> list[str]:
+        """The runs whose files each pass reads: every run of a folder of up to LOAD_ALL_RUNS, else the loaded ones
+        (selected, written to, connected, or read from Python); plus runs of connected callbacks elsewhere."""
+        if len(self._refs) <= LOAD_ALL_RUNS:
+            fresh = set(self._refs) - self._loaded
+        else:
+            fresh = {run for run in self.selected if run in self._refs} - self._loaded
+        for run_id in fresh:
+            self._loaded.add(run_id)
+            self._adopt(run_id)
+        return [run for run in self._runs if run in self._loaded or run in self._stores]
+
+    def _load(self, run_id: str) -> None:
+        """Read a run the dashboard knows but has not read yet (a large sweep loads runs on demand)."""
+        with self._lock:
+            if run_id in self._loaded or run_id not in self._refs:
+                return
+            self._loaded.add(run_id)
+            self._adopt(run_id)
+            self._poll_safely(run_id)
+
+    def _load_all(self) -> None:
+        for run_id in list(self._refs):
+            self._load(run_id)
+
+    def _reader(self, run_id: str) -> RunStore | TrainerStateReader | None:
+        """The run's reader: its RunStore (our files, where they are) or its TrainerStateReader."""
+        store = self._stores.get(run_id)
+        if store is not None:
+            return store
+        reader = self._hf_readers.get(run_id)
+        if reader is not None:
+            return reader
+        ref = self._refs.get(run_id)
+        if ref is None:
+            return None
+        if ref.source == "hf":
+            reader = self._hf_readers[run_id] = TrainerStateReader(ref.folder)
+            return reader
+        return self._store(run_id, Path(ref.folder), ref.file_stem)
+
+    def _poll_trainer_state(self, run_id: str, reader: TrainerStateReader) -> None:
+        """A Hugging Face output folder: its trainer_state.json log history."""
         records, reset, problems = reader.read_new()
         if not (records or reset or problems):
             return
-        run_id = reader.run_id
-        self._ensure_run(run_id)
         if reader.max_steps is not None or reader.trainer_kind is not None:
             self.set_run_info(run_id, reader.max_steps, reader.trainer_kind)
         data = RunData(metrics=records, reset={"metrics"} if reset else set(), problems=problems)
@@ -233,8 +367,8 @@ class RLDKDashboard(anywidget.AnyWidget):
     def enable_auto_refresh(self, interval: float | None = None) -> None:
         """Call `update_data()` every `interval` seconds on a background thread (stops on `close()`)."""
         if interval is not None:
-            if not isinstance(interval, (int, float)) or not interval > 0:
-                raise ValueError(f"interval must be a positive number of seconds, got {interval!r}")
+            if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not 0 < interval <= MAX_INTERVAL_S:
+                raise ValueError(f"interval must be a number of seconds in (0, {MAX_INTERVAL_S:g}], got {interval!r}")
             self.refresh_interval = float(interval)
         self.disable_auto_refresh()
         stop = threading.Event()
@@ -264,6 +398,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             raise TypeError(f"expected an RLDKCallback (with add_listener), got {type(callback).__name__}")
         with self._lock:
             self._store(callback.run_id, Path(callback.output_dir))
+            self._recorded_by_callback(callback.run_id)
             if callback not in self._callbacks:
                 self._callbacks.append(callback)
                 callback.add_listener(self._on_callback_event)
@@ -309,8 +444,13 @@ class RLDKDashboard(anywidget.AnyWidget):
         self.show()
 
     def to_dataframe(self, run_id: str | None = None) -> pd.DataFrame:
-        """Metrics as a DataFrame, one row per (run, step), all runs unless `run_id` is given."""
+        """Metrics as a DataFrame, one row per (run, step), all runs unless `run_id` is given (a large sweep's
+        runs not read yet are read now)."""
         self._catch_up()
+        if run_id is None:
+            self._load_all()
+        elif run_id in self._refs:
+            self._load(run_id)
         with self._lock:
             if run_id is not None:
                 runs = {run_id: self._runs[run_id]} if run_id in self._runs else {}
@@ -334,18 +474,63 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._catch_up()
         with self._lock:
             order = list(self.run_ids)
-            stores = dict(self._stores)
         records: list[dict[str, Any]] = []
         for run_id in order:
-            if run_id in stores:
-                store = stores[run_id]
-                run_records = store.read_all(("metrics",)).metrics + store.unwritten("metrics")
-            elif run_id == self._trainer_state.run_id:
-                run_records = TrainerStateReader(self.output_dir).read_new()[0]
+            reader = self._reader(run_id)
+            if isinstance(reader, RunStore):
+                run_records = reader.read_all(("metrics",)).metrics + reader.unwritten("metrics")
+            elif isinstance(reader, TrainerStateReader):
+                run_records = TrainerStateReader(reader.output_dir).read_new()[0]
             else:
                 continue
             records.extend(record if "run_id" in record else {**record, "run_id": run_id} for record in run_records)
         return records
+
+    def runs(self) -> pd.DataFrame:
+        """The runs table as a DataFrame: one row per run — id, display name, trainer kind, status (running /
+        finished / stopped), step and max steps, duration, last and best values of the trainer's key metrics,
+        alert counts by severity (computed alerts included) and the configuration flattened into columns."""
+        self._catch_up()
+        with self._lock:
+            return self._runs_frame()
+
+    def _runs_frame(self) -> pd.DataFrame:
+        if self._sweep is not None:
+            table = self._sweep.table()
+        else:
+            refs = [self._single_ref] if self._single_ref is not None else []
+            summaries = {}
+            for ref in refs:
+                summary = summaries[ref.run_id] = RunSummary()
+                series = self._runs.get(ref.run_id)
+                if series is not None:
+                    summary.add_points(series.columns)
+                summary.set_info({k: v for k, v in self.info.get(ref.run_id, {}).items() if v is not None})
+                summary.add_alerts(a for a in self._alerts if a.get("run_id") == ref.run_id and not a.get("computed"))
+            table = runs_table(refs, summaries, now=time.time())
+        computed: dict[tuple[str, str], int] = {}
+        for alert in self._alerts:
+            if alert.get("computed"):
+                key = (alert["run_id"], f"alerts.{alert.get('severity', 'warning')}")
+                computed[key] = computed.get(key, 0) + 1
+        for (run_id, column), count in computed.items():
+            if column in table.columns:
+                rows = table["run_id"] == run_id
+                table.loc[rows, column] = table.loc[rows, column].fillna(0) + count
+        return table
+
+    def _refresh_runs_table(self, force: bool = False) -> None:
+        """Send the runs table to the views when runs changed (at most every RUNS_TABLE_INTERVAL_S; once a minute
+        anyway, as a run's status moves from running to stopped with time)."""
+        if self._sweep is None:
+            return
+        now = time.monotonic()
+        due = now - self._table_sent_at >= (RUNS_TABLE_INTERVAL_S if self._table_dirty else 60.0)
+        if not (force or due):
+            return
+        self._table_dirty = False
+        self._table_sent_at = now
+        self.runs_table = table_payload(self._runs_frame(), RUNS_TABLE_ROWS)
 
     @property
     def alerts_data(self) -> list[dict[str, Any]]:
@@ -358,7 +543,7 @@ class RLDKDashboard(anywidget.AnyWidget):
 
         self._catch_up()
         with self._lock:
-            return build_figure(self._runs, list(self.run_ids), metrics or list(self.default_charts))
+            return build_figure(self._runs, list(self.run_ids), metrics or list(self.default_charts), list(self._alerts))
 
     def save_html(self, path: str | os.PathLike[str], max_points: int = HTML_POINT_BUDGET) -> Path:
         """Write one self-contained HTML file (front-end bundle and data inline, no network needed) that shows
@@ -372,15 +557,21 @@ class RLDKDashboard(anywidget.AnyWidget):
             raise ValueError(f"max_points must be a positive int, got {max_points!r}")
         self._catch_up()
         with self._lock:
+            kept_alerts = max(SNAPSHOT_ALERTS, max_points // 100)
             traits = {
-                "metrics": {"seq": 0, "runs": self._encoded_runs(max_points)},
-                "alerts": list(self._alerts),
+                "metrics": {"seq": 0, "runs": self._encoded_runs(max_points),
+                            "alert_counts": self._older_alert_counts(kept_alerts)},
+                "alerts": self._alerts[-kept_alerts:],
                 "run_ids": list(self.run_ids),
                 "status": dict(self.status),
                 "info": dict(self.info),
                 "default_charts": list(self.default_charts),
+                "selected": list(self.selected),
             }
-            runs = ", ".join(self.run_ids) or "no runs"
+            shown = list(self.selected)
+            runs = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "") or "no runs"
+            if len(self.run_ids) > len(shown):
+                runs += f" ({len(shown)} of {len(self.run_ids)} runs)"
         saved = time.strftime("%Y-%m-%d %H:%M:%S")
         return write_html(
             path,
@@ -421,40 +612,125 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._appends.close()
         self._inbox.close()
         self._channel.close()
+        self.pages.close()
+        self._route.close()
+        self._health.close()
         unregister_post_run_cell(self._cell_end_hook)
         with self._lock:
             for store in self._stores.values():
                 store.close()
+            if self._sweep is not None:
+                self._sweep.close()
         super().close()
 
     # ---- ingestion ---------------------------------------------------------------------------------------
-    def _store(self, run_id: str, output_dir: Path) -> RunStore:
+    def _store(self, run_id: str, folder: Path, file_stem: str | None = None) -> RunStore:
         store = self._stores.get(run_id)
         if store is None:
-            store = self._stores[run_id] = RunStore(output_dir, run_id, follow=True)
+            store = self._stores[run_id] = RunStore(folder, file_stem or run_id, follow=True)
+            self._loaded.add(run_id)
             self._ensure_run(run_id)
         return store
+
+    def _writable_store(self, run_id: str) -> RunStore:
+        """The store add_metrics / add_alert write to: `{output_dir}/{run_id}_*`, never a nested run's folder."""
+        ref = self._refs.get(run_id)
+        if ref is not None and not ref.writable:
+            raise ValueError(
+                f"run {run_id!r} ({ref.name}) is read from {ref.folder}; add_metrics and add_alert write only runs "
+                f"directly in {self.output_dir}: use another run_id"
+            )
+        return self._store(run_id, self.output_dir)
 
     def _ensure_run(self, run_id: str) -> RunSeries:
         run = self._runs.get(run_id)
         if run is None:
             run = self._runs[run_id] = RunSeries()
             self.run_ids = [*self.run_ids, run_id]
+            if not self._selection_explicit:
+                self._select_default()
         return run
 
+    # ---- selection ---------------------------------------------------------------------------------------
+    def select(self, run_ids: Iterable[str] | None) -> None:
+        """Show these runs on the charts (every view), in this order; None: back to the default (all runs up to
+        ten, else the ten with the newest records, following new runs)."""
+        with self._lock:
+            if run_ids is None:
+                self._selection_explicit = False
+                self._select_default()
+                return
+            wanted = list(dict.fromkeys(run_ids))
+            unknown = [run for run in wanted if run not in self._runs]
+            if unknown:
+                raise ValueError(f"unknown run ids {unknown[:5]}; known: {list(self.run_ids)[:20]}")
+            self._selection_explicit = True
+            self.selected = wanted
+
+    def _select_default(self) -> None:
+        runs = list(self.run_ids)
+        if len(runs) > DEFAULT_SELECTED:
+            runs = sorted(runs, key=self._recency, reverse=True)
+            runs = sorted(runs[:DEFAULT_SELECTED], key=list(self.run_ids).index)
+        if runs != list(self.selected):
+            self.selected = runs
+
+    def _recency(self, run_id: str) -> float:
+        """When the run last logged (its newest timestamp); a run with no records yet is a new one: the newest."""
+        series = self._runs[run_id]
+        if not series.record_count:
+            return math.inf
+        latest = series.latest("timestamp")
+        return latest if latest is not None and math.isfinite(latest) else -math.inf
+
+    @traitlets.validate("selected")
+    def _valid_selection(self, proposal: Any) -> list[str]:
+        """What a view asks for is kept to known runs (a view may hold a stale list)."""
+        return [run for run in dict.fromkeys(proposal["value"]) if isinstance(run, str) and run in self._runs]
+
+    @traitlets.observe("selected")
+    def _on_selection(self, change: Any) -> None:
+        """Runs that became selected travel to the views whole (bounded), in order with the deltas; runs no longer
+        selected are dropped from the views and get no more deltas."""
+        if getattr(self, "_loading", True) or not hasattr(self, "_channel"):
+            return
+        with self._lock:
+            if self._local_selection_change():
+                self._selection_explicit = True
+            old, new = set(change["old"]), list(change["new"])
+            added = [run for run in new if run not in old]
+            cap = self._series_cap(new, SNAPSHOT_POINT_BUDGET)
+            for run in added:
+                self._channel.replace_run(run, self._runs[run].encoded(cap))
+            for run in old - set(new):
+                self._channel.drop_run(run)
+            self._changed_since_snapshot = True
+
+    def _local_selection_change(self) -> bool:
+        """The change came from a view (ipywidgets sets traits from the views while holding `_property_lock`)."""
+        return "selected" in getattr(self, "_property_lock", {})
+
     def set_run_info(
-        self, run_id: str, max_steps: int | None = None, trainer_kind: str | None = None, started: float | None = None
+        self, run_id: str, max_steps: int | None = None, trainer_kind: str | None = None, started: float | None = None,
+        name: str | None = None,
     ) -> None:
         """Tell the view a run's planned steps (for the ETA tile), its trainer kind (for the default charts) and its
         start time. RLDKCallback and trainer_state.json provide these; call this for runs logged another way.
         Values of the wrong type are ignored and keep what was known before."""
         info = dict(self.info)
         previous = info.get(run_id, {})
+
+        def usable(value: Any, kind: type) -> bool:  # a bool is no count or time; NaN / inf cannot travel
+            return isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
         entry = {
-            "max_steps": max_steps if isinstance(max_steps, int) and max_steps > 0 else previous.get("max_steps"),
+            "max_steps": max_steps if usable(max_steps, int) else previous.get("max_steps"),
             "trainer": trainer_kind if isinstance(trainer_kind, str) else previous.get("trainer"),
-            "started": started if isinstance(started, (int, float)) else previous.get("started"),
+            "started": float(started) if usable(started, (int, float)) else previous.get("started"),
+            "name": name if isinstance(name, str) and name else previous.get("name"),
         }
+        if entry["name"] is None:
+            del entry["name"]
         if entry != previous:
             info[run_id] = entry
             self.info = info
@@ -462,7 +738,13 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _poll(self, run_id: str, kinds: tuple[str, ...] | None = None) -> None:
         """Ingest what the run's files (or the files named in `kinds`) gained since the last poll, chunk by chunk."""
-        store = self._stores[run_id]
+        reader = self._reader(run_id)
+        if isinstance(reader, TrainerStateReader):
+            self._poll_trainer_state(run_id, reader)
+            return
+        if reader is None:
+            return
+        store = reader
         while True:
             data = store.read_new(kinds)
             data.problems.extend(
@@ -474,6 +756,8 @@ class RLDKDashboard(anywidget.AnyWidget):
                 break
         info = store.read_info()
         if info is not None:
+            if info.get("writer") == CALLBACK_WRITER:
+                self._recorded_by_callback(run_id)
             self.set_run_info(run_id, info.get("max_steps"), info.get("trainer"), info.get("started"))
 
     def _poll_safely(self, run_id: str, kinds: tuple[str, ...] | None = None) -> None:
@@ -492,18 +776,28 @@ class RLDKDashboard(anywidget.AnyWidget):
         run = self._runs[run_id]
         problems = list(data.problems)
         counted: dict[str, str] = {}
+        summary = self._summaries.get(run_id)
         for kind in data.reset:
+            if summary is not None:
+                summary.reset(kind)
             if kind == "alerts":
-                self._alerts = [a for a in self._alerts if a.get("run_id") != run_id]
+                self._alerts = [a for a in self._alerts if a.get("run_id") != run_id or a.get("computed")]
             else:
                 run.drop_prefix(_SOURCES[kind])
+            if kind == "metrics":
+                self._health.restart(run_id)
+                self._drop_computed_alerts(run_id)
         points: Points = {}
         for kind, prefix in _SOURCES.items():
             records = getattr(data, kind)
             if not records:
                 continue
-            added = run.add_records(records, prefix)
+            added = run.add_records(records, prefix, want_points=not self._loading)
             points.update(added.points)
+            if summary is not None:
+                self._table_dirty = True
+                if not self._loading:
+                    summary.add_points(added.points)
             self._count_step_notes(run_id, kind, added.fallback_steps, added.inexact_steps, counted)
         alerts = []
         for item in data.alerts:
@@ -511,12 +805,42 @@ class RLDKDashboard(anywidget.AnyWidget):
             alerts.append(alert)
             self._count_step_notes(run_id, "alerts", 0, int(inexact), counted)
         self._alerts.extend(alerts)
-        if data.reset:
+        if summary is not None and alerts:
+            summary.add_alerts(alerts)
+        if data.metrics:
+            self._health.touch(run_id)
+        if self._loading:
+            loaded = bool(alerts or data.reset) or any(getattr(data, kind) for kind in _SOURCES)
+            self._changed_since_snapshot = self._changed_since_snapshot or loaded
+        elif data.reset:
             self._send_snapshot(replace=True)
         elif points or alerts:
-            self._channel.push(run_id, points, alerts)
+            self._channel.push(run_id, points if run_id in self.selected else {}, alerts)
             self._changed_since_snapshot = True
         self._note_problems(run_id, problems, write_errors, counted)
+
+    def _recorded_by_callback(self, run_id: str) -> None:
+        """The run has alerts of its own (RLDKCallback wrote it): no health checks, no computed alerts."""
+        if not self._health.is_recorded(run_id):
+            self._health.recorded_by_callback(run_id)
+            self._drop_computed_alerts(run_id)
+
+    def _drop_computed_alerts(self, run_id: str) -> None:
+        kept = [a for a in self._alerts if not (a.get("computed") and a.get("run_id") == run_id)]
+        if len(kept) != len(self._alerts):
+            self._alerts = kept
+            self._send_snapshot(replace=True)
+
+    def _report_computed_alerts(self, run_id: str, alerts: list[dict[str, Any]]) -> None:
+        """New alerts of the health checks (health.py), under the lock: shown like the others, never written."""
+        alerts = [alert_from_file(alert, run_id)[0] for alert in alerts]  # JSON-safe values, as alerts from files
+        self._alerts.extend(alerts)
+        self._table_dirty = True
+        if self._loading:
+            self._changed_since_snapshot = True
+            return
+        self._channel.push(run_id, {}, alerts)
+        self._changed_since_snapshot = True
 
     def _count_step_notes(self, run_id: str, kind: str, fallback: int, inexact: int, counted: dict[str, str]) -> None:
         """Running counts of records placed at a fallback step or an inexact one, as problems that update in place."""
@@ -580,6 +904,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             callback.flush()
         self._inbox.drain()
         self._appends.drain()
+        self._health.drain()
 
     def _handle_callback_events(self, events: list[Any]) -> None:
         """The callback inbox's pass (on the training thread when due, else on its worker): read what connected
@@ -605,12 +930,13 @@ class RLDKDashboard(anywidget.AnyWidget):
     def _live_value(self, name: str) -> Any:
         """The Python value of the `metrics` / `alerts` traits (traits.py): everything held now. While the widget
         builds its state for the views (`get_state`), nothing is read back (the caller may hold the lock)."""
-        if not getattr(self._local, "serializing", False) and hasattr(self, "_appends"):
+        owned = getattr(self._lock, "_is_owned", lambda: False)()  # reading back under the lock could deadlock
+        if not getattr(self._local, "serializing", False) and hasattr(self, "_appends") and not owned:
             self._catch_up()
         with self._lock:
             if name == "alerts":
                 return [dict(alert) for alert in self._alerts]
-            return MetricsView(self._runs, list(self.run_ids), self._lock)
+            return MetricsView(self._runs, list(self.run_ids), self._lock, self._load)
 
     def get_state(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         previous = getattr(self._local, "serializing", False)
@@ -645,13 +971,28 @@ class RLDKDashboard(anywidget.AnyWidget):
         with self._lock:
             replace = getattr(self, "_snapshot_replaces", False)
             seq = self._channel.snapshot_seq(replace) if hasattr(self, "_channel") else 0
-            return {"seq": seq, "runs": self._encoded_runs(SNAPSHOT_POINT_BUDGET)}
+            return {
+                "seq": seq,
+                "runs": self._encoded_runs(SNAPSHOT_POINT_BUDGET),
+                "alert_counts": self._older_alert_counts(SNAPSHOT_ALERTS),
+            }
+
+    def _older_alert_counts(self, kept: int) -> dict[str, int]:
+        """Counts by severity of the alerts older than the newest `kept` (those a bounded list leaves out)."""
+        counts = dict.fromkeys(SEVERITIES, 0)
+        for alert in self._alerts[: max(0, len(self._alerts) - kept)]:
+            counts[alert.get("severity", "warning")] = counts.get(alert.get("severity", "warning"), 0) + 1
+        return counts
 
     def _encoded_runs(self, point_budget: int) -> dict[str, Any]:
-        """Every run's series, encoded; each series decimated to its share of `point_budget` (at least 500)."""
-        series_count = sum(len(run.columns) for run in self._runs.values())
-        cap = max(500, point_budget // max(1, series_count))
-        return {run_id: run.encoded(cap) for run_id, run in self._runs.items()}
+        """The selected runs' series, encoded; each series decimated to its share of `point_budget`."""
+        selected = [run for run in self.selected if run in self._runs]
+        cap = self._series_cap(selected, point_budget)
+        return {run_id: self._runs[run_id].encoded(cap) for run_id in selected}
+
+    def _series_cap(self, runs: list[str], point_budget: int) -> int:
+        series_count = sum(len(self._runs[run].columns) for run in runs if run in self._runs)
+        return max(MIN_SERIES_POINTS, point_budget // max(1, series_count))
 
     def _refresh_saved_state(self, *_args: Any) -> None:
         """After each cell: bring the traitlet snapshot up to date, so a notebook saved now holds the run
@@ -665,12 +1006,26 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _snapshot_alerts(self) -> list[dict[str, Any]]:
         with self._lock:
-            return list(self._alerts)
+            return self._alerts[-SNAPSHOT_ALERTS:]
 
     def _on_view_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
-        if isinstance(content, Mapping) and content.get("type") == "request_snapshot":
+        """A view's message (on the kernel's main thread between cells, or on the widget's subshell while a cell
+        runs: subshell.py): a snapshot after a gap, or a page request (pages.py)."""
+        if not isinstance(content, Mapping):
+            return
+        if content.get("type") == "request_snapshot":
             self._catch_up()
             self._send_snapshot(replace=False)
+        elif content.get("type") == "request":
+            self.pages.submit(content)
+
+
+def _single_run_ref(output_dir: Path, run_id: str) -> RunRef:
+    """The one run a dashboard with a run_id shows: its files in output_dir, or the folder's trainer_state.json
+    when the id is the folder's (`hf_<folder name>`)."""
+    if run_id == trainer_state_run_id(output_dir):
+        return RunRef(run_id, run_id, "hf", str(output_dir), "")
+    return RunRef(run_id, run_id, "rldk", str(output_dir), "", run_id)
 
 
 def _refresh_loop(dashboard_ref: "weakref.ref[RLDKDashboard]", stop: threading.Event) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+import html
+import math
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -11,12 +13,18 @@ from plotly.subplots import make_subplots
 from .series import RunSeries
 
 DEFAULT_CHARTS = ("reward_mean", "kl_mean", "loss", "entropy_mean", "grad_norm", "learning_rate")
-RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#17becf", "#e377c2", "#8c564b", "#bcbd22",
+               "#7f7f7f")
+"""The live view's palette (js/src/charts.ts)."""
+SEVERITY_COLOURS = {"info": "#0288d1", "warning": "#e07000", "critical": "#d32f2f"}
 
 
-def build_figure(runs: Mapping[str, RunSeries], run_order: list[str], metrics: list[str]) -> go.Figure:
+def build_figure(
+    runs: Mapping[str, RunSeries], run_order: list[str], metrics: list[str], alerts: Sequence[Mapping[str, Any]] = ()
+) -> go.Figure:
     """One subplot per metric (the given ones, else the defaults present), one coloured trace per run;
-    reward_mean gets a ±reward_std band like the live view."""
+    reward_mean gets a ±reward_std band like the live view; alerts about a charted metric are markers at their
+    step, coloured by severity, as in the live view."""
     present = {name for run in runs.values() for name in run.columns}
     chosen = [m for m in (metrics or DEFAULT_CHARTS) if m in present] or sorted(
         n for n in present if ":" not in n and n != "timestamp"
@@ -43,6 +51,7 @@ def build_figure(runs: Mapping[str, RunSeries], run_order: list[str], metrics: l
                 ),
                 row=row, col=col,
             )
+        _add_alert_markers(figure, runs, metric, alerts, row, col)
         figure.update_xaxes(title_text="step", row=row, col=col)
     figure.update_layout(height=max(320, 280 * rows), margin={"t": 60, "l": 50, "r": 20, "b": 40},
                          title_text="RLDK run metrics")
@@ -61,3 +70,44 @@ def _add_std_band(figure: go.Figure, run: RunSeries, x: np.ndarray, y: np.ndarra
                    showlegend=False),
         row=row, col=col,
     )
+
+
+def _add_alert_markers(
+    figure: go.Figure, runs: Mapping[str, RunSeries], metric: str, alerts: Sequence[Mapping[str, Any]], row: int,
+    col: int,
+) -> None:
+    by_severity: dict[str, tuple[list[float], list[float], list[str]]] = {}
+    for alert in alerts:
+        step, value = alert.get("step"), alert.get("value")
+        if alert.get("metric") != metric or not isinstance(step, (int, float)) or alert.get("run_id") not in runs:
+            continue
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            value = _nearest(runs[alert["run_id"]], metric, float(step))
+            if value is None:
+                continue
+        xs, ys, texts = by_severity.setdefault(str(alert.get("severity")), ([], [], []))
+        xs.append(float(step))
+        ys.append(float(value))
+        texts.append(html.escape(str(alert.get("message", ""))[:300]))
+    for severity, (xs, ys, texts) in by_severity.items():
+        figure.add_trace(
+            go.Scatter(
+                x=xs, y=ys, mode="markers", name=f"{severity} alerts", text=texts, hovertemplate="%{text}<extra></extra>",
+                marker={"symbol": "x" if severity == "critical" else "triangle-up", "size": 10,
+                        "color": SEVERITY_COLOURS.get(severity, "#e07000")},
+                showlegend=False,
+            ),
+            row=row, col=col,
+        )
+
+
+def _nearest(run: RunSeries, metric: str, step: float) -> float | None:
+    column = run.columns.get(metric)
+    if column is None or not len(column[0]):
+        return None
+    xs, ys = np.frombuffer(column[0], dtype="f8"), np.frombuffer(column[1], dtype="f8")
+    finite = np.isfinite(ys)
+    if not finite.any():
+        return None
+    index = int(np.argmin(np.where(finite, np.abs(xs - step), np.inf)))
+    return float(ys[index])

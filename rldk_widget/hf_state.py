@@ -44,6 +44,11 @@ class TrainerStateReader:
         self._first_entry: Any = None
         self.max_steps: int | None = None
         self.trainer_kind: str | None = None
+        self.state_fields: dict[str, Any] = {}
+        """The other fields of the state file the history was last taken from (max_steps, train_batch_size,
+        trial_params, ...), for the run's configuration."""
+        self.summary_log: dict[str, Any] | None = None
+        """The end-of-training entry of the history (train_runtime, ...) when there is one: the run finished."""
 
     def candidates(self) -> list[tuple[Path, Any]]:
         """The state files there are, with their (identity, size, mtime): the folder's own and each checkpoint's."""
@@ -99,8 +104,11 @@ class TrainerStateReader:
             return [], False, problems
         if isinstance(best_state.get("max_steps"), int):
             self.max_steps = best_state["max_steps"]
+        self.state_fields = {key: value for key, value in best_state.items() if key != "log_history"}
         reset = len(best) < self._returned or (bool(best) and best[0] != self._first_entry and self._returned > 0)
         start = 0 if reset else self._returned
+        if start == 0:
+            self.summary_log = None
         if len(best) <= start and not reset:
             return [], False, problems
         self._first_entry = best[0] if best else None
@@ -112,6 +120,8 @@ class TrainerStateReader:
 
         records = []
         for entry in entries:
+            if isinstance(entry, dict) and is_summary_log(entry):
+                self.summary_log = entry
             if not isinstance(entry, dict) or not isinstance(entry.get("step"), int) or is_summary_log(entry):
                 continue
             logs = {k: v for k, v in entry.items() if k != "step"}

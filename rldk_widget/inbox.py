@@ -93,9 +93,10 @@ class EventInbox:
 
     def close(self) -> None:
         """Stop the worker; items still queued are dropped (drain first to keep them)."""
-        self._closed.set()
+        with self._pending_lock:  # so that no put starts a worker after this
+            self._closed.set()
+            thread = self._thread
         self._wake.set()
-        thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5)
 

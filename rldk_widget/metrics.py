@@ -91,6 +91,7 @@ class RLDKMetrics:
 
 
 _CORE_KEYS = frozenset(CORE_FLOAT_FIELDS)
+_RESERVED = frozenset({"step", "run_id"})
 
 
 def split_mapping(
@@ -162,7 +163,8 @@ def flat_record(
         if value is not None:
             out[name] = value
     for key, value in extra.items():
-        out.setdefault(key, value)
+        if key not in _RESERVED:  # an extra metric cannot stand in for the record's step or run id
+            out.setdefault(key, value)
     return out
 
 

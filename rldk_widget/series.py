@@ -100,8 +100,9 @@ class RunSeries:
         self.record_count = 0
         self._previous_step: dict[str, float | None] = {}
 
-    def add_records(self, records: Iterable[Mapping[str, Any]], prefix: str = "") -> Added:
-        """Add records of one source (`prefix`: "" for the metrics file, "ppo:", "ckpt:"); see `Added`."""
+    def add_records(self, records: Iterable[Mapping[str, Any]], prefix: str = "", want_points: bool = True) -> Added:
+        """Add records of one source (`prefix`: "" for the metrics file, "ppo:", "ckpt:"); see `Added` (its points
+        are left empty when not `want_points`: a load that goes to the views as a snapshot)."""
         columns = self.columns
         first_new: dict[str, int] = {}  # per series touched: where this call's points start
         fallback = inexact = 0
@@ -137,6 +138,8 @@ class RunSeries:
                 column[0].append(step)
                 column[1].append(value)
         self._previous_step[prefix] = previous
+        if not want_points:
+            return Added({}, fallback, inexact)
         added = {name: (columns[name][0][start:], columns[name][1][start:]) for name, start in first_new.items()}
         return Added(added, fallback, inexact)
 

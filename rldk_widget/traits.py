@@ -7,7 +7,7 @@ in Python asks the widget for the complete, current value (`LiveTrait.get`), and
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -37,14 +37,18 @@ class MetricsView(Mapping[str, dict[str, pd.Series]]):
     series (the views' snapshot is decimated; this is not). Reading a run copies its series; the mapping itself
     is a snapshot of the run ids at the time `dash.metrics` was read."""
 
-    def __init__(self, runs: Mapping[str, "RunSeries"], order: list[str], lock: Any) -> None:
+    def __init__(
+        self, runs: Mapping[str, "RunSeries"], order: list[str], lock: Any, load: Callable[[str], None] = lambda _r: None
+    ) -> None:
         self._runs = runs
         self._order = [run for run in order if run in runs]
         self._lock = lock
+        self._load = load
 
     def __getitem__(self, run_id: str) -> dict[str, pd.Series]:
         if run_id not in self._order:
             raise KeyError(run_id)
+        self._load(run_id)  # a large sweep reads a run's files when it is first asked for
         with self._lock:
             return self._runs[run_id].series()
 

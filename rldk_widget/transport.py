@@ -20,6 +20,10 @@ from .series import Points, encode_points
 logger = logging.getLogger(__name__)
 
 
+_RECHECK_S = 0.02
+"""While waiting to send, the flusher looks again this often (a tail shortens its wait)."""
+
+
 class DeltaChannel:
     def __init__(
         self, send: Callable[[dict[str, Any]], None], lock: threading.RLock, min_interval: float = 0.1
@@ -31,12 +35,13 @@ class DeltaChannel:
         self.messages_sent = 0
         self._points: dict[str, Points] = {}
         self._alerts: list[dict[str, Any]] = []
+        self._replaced: dict[str, dict[str, Any]] = {}
+        self._dropped: set[str] = set()
         self._last_sent = 0.0
         self._flush_wanted = threading.Event()
         self._flusher: threading.Thread | None = None
         self._closed = False
         self._tail = False
-        self._retime = threading.Event()
 
     def push(self, run_id: str, points: Points, alerts: list[dict[str, Any]]) -> None:
         """Queue new points (the channel takes over their arrays) and alerts; send now if the interval has passed,
@@ -52,18 +57,37 @@ class DeltaChannel:
                         column[0].extend(xs)
                         column[1].extend(ys)
             self._alerts.extend(alerts)
-            if not self._points and not self._alerts:
+            if self._empty():
                 return
             self._flush_or_schedule()
+
+    def replace_run(self, run_id: str, encoded: dict[str, Any]) -> None:
+        """The views replace what they hold of `run_id` with `encoded` (its series now, in the protocol's form);
+        points queued for it before are in it already, points pushed after it apply on top."""
+        with self._lock:
+            self._points.pop(run_id, None)
+            self._dropped.discard(run_id)
+            self._replaced[run_id] = encoded
+            self._flush_or_schedule()
+
+    def drop_run(self, run_id: str) -> None:
+        """The views forget `run_id`'s series (no longer shown)."""
+        with self._lock:
+            self._points.pop(run_id, None)
+            self._replaced.pop(run_id, None)
+            self._dropped.add(run_id)
+            self._flush_or_schedule()
+
+    def _empty(self) -> bool:
+        return not (self._points or self._alerts or self._replaced or self._dropped)
 
     def send_tail(self) -> None:
         """What is queued is the end of a burst (no pushes follow): send it one interval after the last send, not
         two (the flusher's wait that leaves sends to a still-pushing thread)."""
         with self._lock:
-            if not self._points and not self._alerts:
+            if self._empty():
                 return
             self._tail = True
-            self._retime.set()
             self._flush_or_schedule()
 
     def _flush_or_schedule(self) -> None:
@@ -86,7 +110,7 @@ class DeltaChannel:
             with self._lock:
                 if self._closed:
                     return False
-                if not self._points and not self._alerts:
+                if self._empty():
                     self._flush_wanted.clear()  # a caller sent it; the next deferred push wakes this thread
                     return True
                 wait = self._last_sent + (1 if self._tail else 2) * self.min_interval - time.monotonic()
@@ -94,23 +118,28 @@ class DeltaChannel:
                     self._flush_wanted.clear()
                     self.flush()
                     return True
-            self._retime.wait(wait)  # a tail shortens the wait
-            self._retime.clear()
+            time.sleep(min(wait, _RECHECK_S))  # a tail (send_tail) may shorten the wait meanwhile
 
     def flush(self) -> None:
         """Send everything queued as one delta message (no-op when nothing is queued)."""
         with self._lock:
-            if not self._points and not self._alerts:
+            if self._empty():
                 return
             self.seq += 1
-            message = {
+            message: dict[str, Any] = {
                 "type": "delta",
                 "seq": self.seq,
                 "metrics": {run: encode_points(points) for run, points in self._points.items()},
                 "alerts": self._alerts,
             }
+            if self._replaced:
+                message["replace_runs"] = self._replaced
+            if self._dropped:
+                message["drop_runs"] = sorted(self._dropped)
             self._points = {}
             self._alerts = []
+            self._replaced = {}
+            self._dropped = set()
             self._tail = False
             self._last_sent = time.monotonic()
             if self._closed:
@@ -127,9 +156,11 @@ class DeltaChannel:
         replace what views hold (`replace`); otherwise it equals the last delta's seq and views that are in sync
         keep their own, full-resolution data (docs/protocol.md)."""
         with self._lock:
-            if self._points or self._alerts or replace:
+            if not self._empty() or replace:
                 self._points = {}
                 self._alerts = []
+                self._replaced = {}
+                self._dropped = set()
                 self.seq += 1
             return self.seq
 

@@ -305,6 +305,13 @@ def _mapped_fields(logs: Mapping[str, Any], trainer_kind: str | None) -> tuple[d
     return core, extra
 
 
+def mapped_record(record: Mapping[str, Any], trainer_kind: str | None) -> dict[str, Any]:
+    """A flat record as the alert rules read it: the trainer's mapped names (reward_mean, kl_mean, ...) filled from
+    raw TRL keys where a file holds those (written without the callback's mapping); raw keys and `step` kept."""
+    core, extra = _mapped_fields(record, trainer_kind)
+    return {"step": record.get("step"), **extra, **core}
+
+
 def default_charts(trainer_kind: str | None, available: Iterable[str] | None = None) -> list[str]:
     """Metric names to chart first for a trainer kind; with `available`, only those that were logged."""
     charts = list(_DEFAULT_CHARTS[normalize_kind(trainer_kind)])

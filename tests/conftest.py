@@ -36,6 +36,12 @@ once the dashboards that started it are closed."""
 
 
 @pytest.fixture(autouse=True)
+def own_summary_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own runs-summary cache (run_summary.SummaryCache), never the user's."""
+    monkeypatch.setenv("RLDK_WIDGET_CACHE_DIR", str(tmp_path_factory.mktemp("summary-cache")))
+
+
+@pytest.fixture(autouse=True)
 def no_rldk_leftovers(monkeypatch):
     """Fail a test that leaves an RLDKDashboard open or an rldk thread running (after closing what it left, so the
     next test starts clean). A dashboard that is not closed is never collected (ipywidgets keeps every open widget)

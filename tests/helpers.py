@@ -151,6 +151,11 @@ class ViewModel:
             return
         if seq == self.last_seq + 1:
             self.last_seq = seq
+            for run_id in content.get("drop_runs", []):
+                self._chunks.pop(run_id, None)
+            for run_id in content.get("replace_runs", {}):
+                self._chunks.pop(run_id, None)
+            self._add(content.get("replace_runs", {}))
             self._add(content.get("metrics", {}))
             self.alerts.extend(content.get("alerts", []))
             return

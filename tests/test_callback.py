@@ -3,7 +3,9 @@ rank zero only, and no exception ever reaching the training loop."""
 
 from __future__ import annotations
 
+import errno
 import math
+import os
 import re
 import subprocess
 import sys
@@ -15,12 +17,14 @@ import pytest
 import torch
 from transformers import TrainerControl, TrainerState
 
+import rldk_widget.inbox
+import rldk_widget.store as store_module
 from rldk_widget.alerts import AlertRules
 from rldk_widget.callback import RLDKCallback, parameter_stats
 from rldk_widget.store import RunStore
 
-GRPO_LOG = {"loss": 0.01, "grad_norm": 0.5, "learning_rate": 1e-5, "reward": 0.4, "reward_std": 0.2, "kl": 0.01,
-            "entropy": 1.2, "completions/mean_length": 20.0, "frac_reward_zero_std": 0.1, "epoch": 0.1}
+from helpers import CommTap, CountingEvent, FakeClock, wait_until
+from trl_logs import HEALTHY_GRPO_LOG as GRPO_LOG  # a real TRL 1.16 GRPO log that raises no alert by itself
 
 
 class GRPOConfig(SimpleNamespace):
@@ -78,9 +82,10 @@ def test_on_log_maps_and_appends(cb, args):
     records = stored(cb).metrics
     assert [r["step"] for r in records] == [1, 2]
     first = records[0]
-    assert (first["reward_mean"], first["kl_mean"], first["entropy_mean"], first["reward_std"]) == (0.4, 0.01, 1.2,
-                                                                                                    0.2)
-    assert first["reward"] == 0.4 and first["completions/mean_length"] == 20.0
+    assert (first["reward_mean"], first["kl_mean"], first["entropy_mean"], first["reward_std"]) == (
+        GRPO_LOG["reward"], GRPO_LOG["kl"], GRPO_LOG["entropy"], GRPO_LOG["reward_std"])
+    assert first["reward"] == GRPO_LOG["reward"]
+    assert first["completions/mean_length"] == GRPO_LOG["completions/mean_length"]
     assert first["run_id"] == "run-1" and isinstance(first["timestamp"], float)
     assert cb.trainer_kind == "grpo" and cb.max_steps == 10
 
@@ -134,7 +139,7 @@ def test_nan_reward_gives_critical_alert_in_store_and_listener(cb, args):
 
 
 def test_alert_rules_are_used(tmp_path, args):
-    cb = RLDKCallback(tmp_path, run_id="r", alert_rules=AlertRules(kl_max=0.001))
+    cb = RLDKCallback(tmp_path, run_id="r", alert_rules=AlertRules(kl_max=GRPO_LOG["kl"] / 2))
     train(cb, args, [GRPO_LOG])
     assert [a["type"] for a in stored(cb).alerts] == ["kl_high"]
 
@@ -197,10 +202,8 @@ def test_grpo_logs_write_no_ppo_rows(cb, args):
     assert stored(cb).ppo_metrics == []
 
 
-def test_run_info_file_reaches_a_dashboard_in_another_process(cb, args):
-    from rldk_widget import RLDKDashboard
-
-    watcher = RLDKDashboard(output_dir=cb.output_dir, run_id=None, auto_refresh=False)
+def test_run_info_file_reaches_a_dashboard_in_another_process(cb, args, dashboards):
+    watcher = dashboards(output_dir=cb.output_dir, run_id=None)
     train(cb, args, [GRPO_LOG])
     on_disk = RunStore(cb.output_dir, cb.run_id).read_info()
     assert (on_disk["max_steps"], on_disk["trainer"]) == (10, "grpo") and on_disk["started"] > 0
@@ -209,17 +212,62 @@ def test_run_info_file_reaches_a_dashboard_in_another_process(cb, args):
     assert "reward_mean" in watcher.default_charts
     cb.on_log(args, make_state(2), TrainerControl(), logs={"train_runtime": 3.0, "train_loss": 0.1})
     assert RunStore(cb.output_dir, cb.run_id).read_info()["train_runtime"] == 3.0
-    watcher.close()
 
 
-def test_other_ranks_write_nothing(cb, args):
+def test_other_ranks_write_and_emit_nothing_even_to_a_connected_dashboard(tmp_path, args, dashboards):
+    """Every hook on a rank that is not world process zero: no file, no listener call, nothing in a dashboard or its
+    view, not even at the end of training or of the process."""
+    from rldk_widget.callback import _write_queued_logs_at_exit
+
+    logs = tmp_path / "logs"
+    dash = dashboards(output_dir=logs, run_id="run-1")
+    tap = CommTap(dash, view=True)
+    cb = dash.callback(write_interval=60)
     events = Collector()
     cb.add_listener(events)
     control = TrainerControl()
     cb.on_train_begin(args, make_state(rank_zero=False), control)
-    cb.on_log(args, make_state(1, rank_zero=False), control, logs=dict(GRPO_LOG))
-    cb.on_save(args, make_state(1, rank_zero=False), control, model=torch.nn.Linear(1, 1))
-    assert events.events == [] and not cb.output_dir.exists()
+    for step in range(1, 6):  # rank zero would write these, and an alert at step 3
+        cb.on_log(args, make_state(step, rank_zero=False), control,
+                  logs={**GRPO_LOG, "loss": math.nan} if step == 3 else dict(GRPO_LOG))
+    cb.on_save(args, make_state(5, rank_zero=False), control, model=torch.nn.Linear(1, 1))
+    cb.on_log(args, make_state(5, rank_zero=False), control, logs={"train_runtime": 1.0, "train_loss": 0.1})
+    cb.on_train_end(args, make_state(5, rank_zero=False), control)
+    cb.flush()
+    _write_queued_logs_at_exit()
+    assert events.events == []
+    assert not logs.exists() or list(logs.iterdir()) == []
+    dash.update_data()
+    assert dash.to_dataframe().empty and dash.alerts_dataframe().empty and dash.info == {}
+    assert dash.messages_sent == 0 and tap.view.point_count() == 0 and tap.view.alerts == []
+    assert cb.max_steps is None and cb.trainer_kind is None and cb.run_info == {"run_id": "run-1"}
+
+
+def test_train_end_writes_the_records_kept_in_memory_after_a_write_error(tmp_path, args, monkeypatch):
+    cb = RLDKCallback(tmp_path, run_id="r", write_interval=0)
+    events = Collector()
+    cb.add_listener(events)
+    cb.on_train_begin(args, make_state(), TrainerControl())
+    real_pwrite = store_module.os.pwrite
+
+    def disk_full(fd, data, offset):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(store_module.os, "pwrite", disk_full)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for step in range(1, 4):
+            cb.on_log(args, make_state(step), TrainerControl(),
+                      logs={**GRPO_LOG, "loss": math.nan} if step == 2 else dict(GRPO_LOG))
+    assert [str(w.message) for w in caught if "No space left" in str(w.message)], [str(w.message) for w in caught]
+    assert RunStore(tmp_path, "r").read_all().metrics == [] and RunStore(tmp_path, "r").read_all().alerts == []
+    # kept in memory: the listeners (a dashboard) were told, so nothing shown is lost
+    assert [r["step"] for r in events.of("metrics")] == [1, 2, 3] and len(events.of("alert")) == 1
+    monkeypatch.setattr(store_module.os, "pwrite", real_pwrite)
+    cb.on_train_end(args, make_state(3), TrainerControl())  # no log after the disk came back: the end retries
+    data = RunStore(tmp_path, "r").read_all()
+    assert [r["step"] for r in data.metrics] == [1, 2, 3] and [a["step"] for a in data.alerts] == [2]
+    assert [r["step"] for r in events.of("metrics")] == [1, 2, 3], "the retry told the listeners again"
 
 
 def test_trainer_kind_detected_from_logs_without_known_args(tmp_path):
@@ -252,7 +300,7 @@ def test_listener_gets_its_own_copy(cb, args):
     cb.add_listener(mutating)
     cb.add_listener(events)
     train(cb, args, [GRPO_LOG])
-    assert events.of("metrics")[0]["reward_mean"] == 0.4
+    assert events.of("metrics")[0]["reward_mean"] == GRPO_LOG["reward"]
 
 
 def test_hook_failure_is_warned_once_and_never_raised(cb, args, monkeypatch):
@@ -316,7 +364,10 @@ def count_appends(monkeypatch) -> list[tuple[str, int]]:
 
 
 def test_a_burst_of_logs_is_written_in_one_append_and_its_tail_without_another_call(tmp_path, args, monkeypatch):
+    clock = FakeClock()  # the inbox's clock: the burst below takes no time, however slow this machine is
+    monkeypatch.setattr(rldk_widget.inbox, "time", clock)
     cb = RLDKCallback(tmp_path, run_id="r", write_interval=0.5)
+    looks = cb._queued_logs._closed = CountingEvent()  # counts the worker's looks at the queue
     events = Collector()
     cb.add_listener(events)
     appends = count_appends(monkeypatch)
@@ -325,9 +376,12 @@ def test_a_burst_of_logs_is_written_in_one_append_and_its_tail_without_another_c
         cb.on_log(args, make_state(step), TrainerControl(), logs=dict(GRPO_LOG))
     on_disk = RunStore(tmp_path, "r").read_all().metrics
     assert [r["step"] for r in on_disk] == [1]  # the first log at once; the others wait for the interval
-    deadline = time.monotonic() + 10
-    while len(events.of("metrics")) < 10 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    # the worker writes the tail once no pass ran for two intervals, and not before: a whole look after the burst
+    seen = looks.timed_waits
+    wait_until(lambda: looks.timed_waits >= seen + 2 or not cb._queued_logs._pending, what="the worker to look")
+    assert [r["step"] for r in RunStore(tmp_path, "r").read_all().metrics] == [1], "the tail was written too early"
+    clock.advance(1.0)
+    wait_until(lambda: len(events.of("metrics")) == 10, what="the tail of the burst to be written")
     assert [r["step"] for r in RunStore(tmp_path, "r").read_all().metrics] == list(range(1, 11))
     assert [r["step"] for r in events.of("metrics")] == list(range(1, 11))
     assert appends == [("metrics", 1), ("metrics", 9)]

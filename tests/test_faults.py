@@ -5,20 +5,17 @@ Write faults are injected in-process (os.pwrite / os.open patched: ENOSPC, a sho
 EACCES, EROFS) and, where the machine allows a private mount namespace, for real: a tiny tmpfs that fills up and a
 read-only bind mount (root ignores permission bits, not a read-only mount). Then: the output dir deleted mid-run,
 the run file replaced by another process mid-run, symlinked run files, and "kernel" processes SIGKILLed mid-run
-whose successor dashboards show the full state.
+whose successor dashboards show the full state (started from a forkserver, see killable.py: never os.fork() of this
+multi-threaded process).
 """
 
 from __future__ import annotations
 
 import errno
 import json
-import math
-import mmap
 import os
 import random
 import shutil
-import signal
-import struct
 import subprocess
 import sys
 import textwrap
@@ -34,19 +31,13 @@ from rldk_widget import RLDKDashboard
 from rldk_widget.dashboard import SNAPSHOT_POINT_BUDGET
 from rldk_widget.store import RunStore
 
-from helpers import CommTap
+import killable
+from helpers import CommTap, wait_until
+from killable import alert, record
 
 pytestmark = pytest.mark.timeout(120)
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
-
-
-def record(step: int) -> dict:
-    return {"step": step, "loss": 1.0 / (step + 1), "reward_mean": math.sin(step)}
-
-
-def alert(step: int) -> dict:
-    return {"type": "spike", "message": f"alert at {step}", "step": step, "severity": "warning"}
 
 
 def disk_steps(directory: Path, run: str = "r") -> tuple[list[int], list[int]]:
@@ -57,17 +48,6 @@ def disk_steps(directory: Path, run: str = "r") -> tuple[list[int], list[int]]:
 def live_steps(dash: RLDKDashboard) -> list[int]:
     frame = dash.to_dataframe()
     return [] if frame.empty else frame["step"].tolist()
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def assert_live_equals_reload_and_view(dash: RLDKDashboard, directory: Path, tap: CommTap, run: str = "r") -> None:
@@ -132,22 +112,23 @@ def test_write_fault_training_continues_status_shows_it_and_memory_is_flushed_on
                 monkeypatch.setattr(store_module.os, target, fake)
             if step == end:
                 # the fault is in place: the loop went on, the view says why, nothing shown was dropped
+                dash.flush()  # the dashboard has read its appends back
                 assert dash.status["level"] == "error" and text in dash.status["message"], dash.status
                 assert "kept in memory" in dash.status["message"]
                 assert tap.view.status == dash.status, "the view's status line did not get the error"
                 assert live_steps(dash) == list(range(end))
-                dash.flush()
                 assert sorted(tap.view.series("r", "loss")[0].tolist()) == list(range(end))
                 metrics, alerts = disk_steps(tmp_path)
                 assert metrics == list(range(start)), "records of the faulty period on disk (or earlier ones lost)"
                 assert alerts == list(range(0, start, 10))
                 # writing works again: the auto-refresh retry writes what was kept, without a new add
                 monkeypatch.setattr(store_module.os, target, REAL_PWRITE if target == "pwrite" else REAL_OPEN)
-                wait_for(lambda: disk_steps(tmp_path)[0] == list(range(end)), 10, "the kept records to be written")
-                wait_for(lambda: dash.status["level"] != "error", 5, "the status line to clear")
+                wait_until(lambda: disk_steps(tmp_path)[0] == list(range(end)), what="the kept records to be written")
+                wait_until(lambda: dash.status["level"] != "error", what="the status line to clear")
             dash.add_metrics(record(step))
             if step % 10 == 0:
                 dash.add_alert(alert(step))
+        dash.flush()
         metrics, alerts = disk_steps(tmp_path)
         assert metrics == list(range(total)), "records lost, duplicated or out of order on disk"
         assert alerts == list(range(0, total, 10))
@@ -162,9 +143,9 @@ def test_write_fault_training_continues_status_shows_it_and_memory_is_flushed_on
 # ---- real disk full and read-only mounts, in a private mount namespace -------------------------------------
 NAMESPACE_SCRIPT = textwrap.dedent(
     """
-    import json, os, subprocess, sys, time
+    import json, os, subprocess, sys
     sys.path.insert(0, sys.argv[2])
-    from helpers import CommTap
+    from helpers import CommTap, wait_until
     from rldk_widget import RLDKDashboard
     from rldk_widget.store import RunStore
 
@@ -177,10 +158,10 @@ NAMESPACE_SCRIPT = textwrap.dedent(
         return [r["step"] for r in data.metrics], [a["step"] for a in data.alerts]
 
     def wait(pred, timeout=10):
-        end = time.monotonic() + timeout
-        while not pred() and time.monotonic() < end:
-            time.sleep(0.02)
-        return pred()
+        try:
+            return wait_until(pred, timeout)
+        except TimeoutError:
+            return False
 
     def run(directory, break_it, repair, faulty, total):
         dash = RLDKDashboard(output_dir=directory, run_id="r", auto_refresh=False)
@@ -191,6 +172,7 @@ NAMESPACE_SCRIPT = textwrap.dedent(
             if step == faulty[0]:
                 break_it()
             if step == faulty[1]:
+                dash.flush()
                 out["status_during"] = dict(dash.status)
                 out["view_status_during"] = tap.view.status
                 out["live_during"] = dash.to_dataframe()["step"].tolist()
@@ -286,15 +268,17 @@ def test_output_dir_deleted_mid_run_training_continues_and_view_follows_the_disk
         for step in range(200):
             if step == 100:
                 shutil.rmtree(out)
-                time.sleep(0.05)  # let the auto-refresh notice the deletion before the next add (either order is fine)
+                # the auto-refresh notices the deletion before the next add (the other order: the symlink test)
+                wait_until(lambda: "deleted" in dash.status["message"], what="the auto-refresh to see the deletion")
             dash.add_metrics(record(step))
             if step % 10 == 0:
                 dash.add_alert(alert(step))
+        dash.flush()
         metrics, alerts = disk_steps(out)
         # the directory is re-created and every record added after the deletion is on disk, once, in order
         assert metrics == list(range(100, 200)) and alerts == list(range(100, 200, 10))
         assert dash.status["level"] != "error", dash.status
-        wait_for(lambda: live_steps(dash) == list(range(100, 200)), 5, "the view to follow the re-created file")
+        wait_until(lambda: live_steps(dash) == list(range(100, 200)), what="the view to follow the re-created file")
         # the history before the deletion left the view with the files; the status line says why
         assert "r_metrics.json was replaced, truncated or deleted" in dash.status["message"], dash.status
         assert_live_equals_reload_and_view(dash, out, tap)
@@ -349,6 +333,7 @@ def test_symlinked_run_files_outside_output_dir_are_not_written_through(tmp_path
         for step in range(20):
             dash.add_metrics(record(step))
             dash.add_alert(alert(step))
+        dash.flush()
         assert (outside / "target.json").read_text() == "[]" and (outside / "alerts.json").read_text() == "[]"
         assert dash.status["level"] == "error" and "r_metrics.json" in dash.status["message"], dash.status
         assert live_steps(dash) == list(range(20)), "records shown while the file could not be written were lost"
@@ -368,56 +353,39 @@ def test_symlinked_run_files_outside_output_dir_are_not_written_through(tmp_path
 
 
 # ---- a kernel killed mid-run; its successor shows the full state -------------------------------------------
-def _kernel(directory: Path, progress: mmap.mmap) -> None:
-    """A notebook kernel: a dashboard with auto-refresh, resuming the run after the last step on disk."""
-    dash = RLDKDashboard(output_dir=directory, run_id="r", auto_refresh=True, refresh_interval=0.01)
-    frame = dash.to_dataframe()
-    step = 0 if frame.empty else int(frame["step"].max()) + 1
-    while True:
-        dash.add_metrics(record(step))
-        if step % 10 == 0:
-            dash.add_alert(alert(step))
-        progress.seek(0)
-        progress.write(struct.pack("q", step))  # this step's add_metrics has returned
-        step += 1
-        time.sleep(0.0002)
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 def test_kernel_killed_mid_run_the_next_kernel_and_a_new_view_show_the_full_state(tmp_path):
     rng = random.Random(8)
-    progress = mmap.mmap(-1, 8)
+    progress = killable.Progress.create(tmp_path / "progress")
+    out = tmp_path / "runs"
     kills = 6
     for kill in range(kills):
-        progress.seek(0)
-        progress.write(struct.pack("q", -1))
-        pid = os.fork()
-        if pid == 0:
-            try:
-                _kernel(tmp_path, progress)
-            finally:
-                os._exit(0)
-        wait_for(lambda: struct.unpack("q", progress[:8])[0] >= 0, 30, "the kernel to start adding")
-        time.sleep(rng.uniform(0.05, 0.3))
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        done = struct.unpack("q", progress[:8])[0]
+        progress.set(-1)
+        kernel = killable.start(killable.kernel_until_killed, str(out), progress.path)  # see killable.py
+        try:
+            wait_until(lambda: progress.get() >= 0 or kernel.exitcode is not None, what="the kernel to start adding")
+            assert kernel.exitcode is None, f"kill {kill}: the kernel ended by itself with {kernel.exitcode}"
+            time.sleep(rng.uniform(0.05, 0.3))  # a random moment to kill at, not a synchronisation
+        finally:
+            killable.kill(kernel)
+        done = progress.get()
         # a restarted kernel: a new dashboard over the same folder, and a view of it displayed now
-        dash = RLDKDashboard(output_dir=tmp_path, run_id="r", auto_refresh=False)
-        tap = CommTap(dash, view=True, keep=False)
-        steps = live_steps(dash)
-        assert steps == list(range(len(steps))), f"kill {kill}: records lost, duplicated or out of order"
-        assert len(steps) >= done + 1, f"kill {kill}: step {done} had been added but is not shown after the restart"
-        xs, _ = tap.view.series("r", "loss")
-        if len(steps) <= SNAPSHOT_POINT_BUDGET // 3:  # loss, reward_mean, timestamp share the budget
-            assert xs.tolist() == [float(s) for s in steps], f"kill {kill}: the new view's snapshot is incomplete"
-        else:  # a long run's snapshot is decimated: first, last, extremes, strictly increasing
-            assert xs[0] == 0 and xs[-1] == steps[-1] and np.all(np.diff(xs) > 0) and set(xs) <= set(steps)
-        shown = [a["step"] for a in tap.view.alerts]
-        assert shown == disk_steps(tmp_path)[1] and len(set(shown)) == len(shown), f"kill {kill}: alerts differ"
-        # a kernel killed between add_metrics(s) and add_alert(s) never wrote that alert: at most one per kill
-        missing = set(range(0, len(steps), 10)) - set(shown)
-        assert set(shown) <= set(range(0, len(steps), 10)) and len(missing) <= kill + 1, sorted(missing)
-        dash.close()
-    final = json.loads((tmp_path / "r_metrics.json").read_text())
+        dash = RLDKDashboard(output_dir=out, run_id="r", auto_refresh=False)
+        try:
+            tap = CommTap(dash, view=True, keep=False)
+            steps = live_steps(dash)
+            assert steps == list(range(len(steps))), f"kill {kill}: records lost, duplicated or out of order"
+            assert len(steps) >= done + 1, f"kill {kill}: step {done} had been added but is not shown after the restart"
+            xs, _ = tap.view.series("r", "loss")
+            if len(steps) <= SNAPSHOT_POINT_BUDGET // 3:  # loss, reward_mean, timestamp share the budget
+                assert xs.tolist() == [float(s) for s in steps], f"kill {kill}: the new view's snapshot is incomplete"
+            else:  # a long run's snapshot is decimated: first, last, extremes, strictly increasing
+                assert xs[0] == 0 and xs[-1] == steps[-1] and np.all(np.diff(xs) > 0) and set(xs) <= set(steps)
+            shown = [a["step"] for a in tap.view.alerts]
+            assert shown == disk_steps(out)[1] and len(set(shown)) == len(shown), f"kill {kill}: alerts differ"
+            # a kernel killed between add_metrics(s) and add_alert(s) never wrote that alert: at most one per kill
+            missing = set(range(0, len(steps), 10)) - set(shown)
+            assert set(shown) <= set(range(0, len(steps), 10)) and len(missing) <= kill + 1, sorted(missing)
+        finally:
+            dash.close()
+    final = json.loads((out / "r_metrics.json").read_text())
     assert [r["step"] for r in final] == list(range(len(final))) and len(final) > kills

@@ -44,8 +44,8 @@ def assert_record_intact(record: dict) -> None:
 
 
 @pytest.mark.timeout(300)  # the hard timeout: a deadlock fails the test instead of hanging the suite
-def test_eight_threads_adding_at_once_with_a_displayed_view_and_auto_refresh(tmp_path, capsys):
-    dash = RLDKDashboard(output_dir=tmp_path, run_id="load", auto_refresh=False)
+def test_eight_threads_adding_at_once_with_a_displayed_view_and_auto_refresh(tmp_path, capsys, dashboards):
+    dash = dashboards(output_dir=tmp_path, run_id="load")
     tap = CommTap(dash, view=True, keep=False)
     dash.enable_auto_refresh(0.01)
     errors: list[BaseException] = []
@@ -110,7 +110,7 @@ def test_eight_threads_adding_at_once_with_a_displayed_view_and_auto_refresh(tmp
     assert len(view.alerts) == alerts_total and len({a["step"] for a in view.alerts}) == alerts_total
 
     # reloads identically
-    fresh = RLDKDashboard(output_dir=tmp_path, run_id="load", auto_refresh=False)
+    fresh = dashboards(output_dir=tmp_path, run_id="load")
     pd.testing.assert_frame_equal(frame, fresh.to_dataframe(), check_like=True)
     fresh.close()
 

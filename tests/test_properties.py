@@ -21,6 +21,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -235,11 +236,12 @@ def assert_nothing_stored(directory: Path, dash: RLDKDashboard, tap: CommTap) ->
     assert tap.view.point_count() == 0 and tap.view.alerts == [], "a rejected record reached the view"
 
 
-def store_or_reject(directory: Path, must_accept: bool, shown: str, call) -> tuple | None:
-    """Run `call(dash)` on a fresh dashboard with a view. A rejection (TypeError/ValueError) must be expected and
-    leave nothing stored: returns None. Otherwise the input must have been valid: returns (dash, tap, time
-    before, time after) with the queued delta sent."""
+def store_or_reject(directory: Path, must_accept: bool, shown: str, call, closing: ExitStack) -> tuple | None:
+    """Run `call(dash)` on a fresh dashboard with a view (closed by `closing`). A rejection (TypeError/ValueError)
+    must be expected and leave nothing stored: returns None. Otherwise the input must have been valid: returns
+    (dash, tap, time before, time after) with the queued delta sent."""
     dash = RLDKDashboard(output_dir=directory, auto_refresh=False)
+    closing.callback(dash.close)
     tap = CommTap(dash, view=True)
     before = time.time()
     try:
@@ -248,7 +250,6 @@ def store_or_reject(directory: Path, must_accept: bool, shown: str, call) -> tup
         event("rejected")
         assert not must_accept, f"valid input {shown} rejected: {err!r}"
         assert_nothing_stored(directory, dash, tap)
-        dash.close()
         return None
     after = time.time()
     event("stored")
@@ -321,10 +322,11 @@ def test_add_metrics_rejects_cleanly_or_stores_reloads_and_shows_the_same(raw):
             assert valid_step(item["step"]), f"RLDKMetrics accepted step {item['step']!r}"
     oracle = [expected_metrics(item) for item in items]
     must_accept = all(accepted for accepted, _run, _record in oracle)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as closing:
         directory = Path(tmp)
         stored = store_or_reject(
-            directory, must_accept, repr(items), lambda dash: quiet(dash.add_metrics, items if len(items) > 1 else items[0])
+            directory, must_accept, repr(items),
+            lambda dash: quiet(dash.add_metrics, items if len(items) > 1 else items[0]), closing,
         )
         if stored is None:
             return
@@ -350,6 +352,7 @@ def test_add_metrics_rejects_cleanly_or_stores_reloads_and_shows_the_same(raw):
             assert_series_equal(view_series(tap.view, run_id), expected_points, f"{run_id} live view")
 
         fresh = RLDKDashboard(output_dir=directory, auto_refresh=False)
+        closing.callback(fresh.close)
         fresh_tap = CommTap(fresh, view=True)
         assert sorted(fresh.run_ids) == sorted(expected_runs)
         for run_id, expected in expected_runs.items():
@@ -359,8 +362,6 @@ def test_add_metrics_rejects_cleanly_or_stores_reloads_and_shows_the_same(raw):
             assert_series_equal(view_series(fresh_tap.view, run_id), points_of(on_disk), f"{run_id} reloaded view")
         assert not tap.wire_errors and not fresh_tap.wire_errors, tap.wire_errors + fresh_tap.wire_errors
         assert tap.view.gaps == 0
-        fresh.close()
-        dash.close()
 
 
 ALERT_KEYS = st.one_of(st.sampled_from(["value", "threshold", "metric", "note", "extra"]), str_names)
@@ -397,9 +398,9 @@ def alert_dicts(draw):
                 "severity": "critical", "value": math.nan, "limit": -math.inf, "nested": {"a": [1, None]}})
 def test_add_alert_rejects_cleanly_or_stores_reloads_and_shows_the_same(alert):
     must_accept, expected = expected_alert(alert)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as closing:
         directory = Path(tmp)
-        stored = store_or_reject(directory, must_accept, repr(alert), lambda dash: dash.add_alert(alert))
+        stored = store_or_reject(directory, must_accept, repr(alert), lambda dash: dash.add_alert(alert), closing)
         if stored is None:
             return
         dash, tap, before, after = stored
@@ -414,13 +415,12 @@ def test_add_alert_rejects_cleanly_or_stores_reloads_and_shows_the_same(alert):
         assert_same_record(shown, want, "alert in the live view")
 
         fresh = RLDKDashboard(output_dir=directory, auto_refresh=False)
+        closing.callback(fresh.close)
         fresh_tap = CommTap(fresh, view=True)
         (reloaded,) = fresh_tap.view.alerts
         assert_same_record(reloaded, want, "alert after reload")
         assert_frames_equal(dash.alerts_dataframe(), fresh.alerts_dataframe(), "alerts frame")
         assert not tap.wire_errors and not fresh_tap.wire_errors, tap.wire_errors + fresh_tap.wire_errors
-        fresh.close()
-        dash.close()
 
 
 # ---- run ids: only safe file-name stems --------------------------------------------------------------------
@@ -445,13 +445,13 @@ def test_run_ids_are_accepted_exactly_when_safe_and_never_leave_output_dir(run_i
 
 @pytest.mark.parametrize("bad", ["../escape", "..", ".", "a/b", "/tmp/abs", "*", "run?", "[ab]", "{a,b}", "~", "a\\b",
                                  "x\x00", "..\u2215etc", ""])
-def test_traversal_and_glob_run_ids_are_rejected_everywhere_and_nothing_is_written(tmp_path, bad):
+def test_traversal_and_glob_run_ids_are_rejected_everywhere_and_nothing_is_written(tmp_path, bad, dashboards):
     out = tmp_path / "runs"
     with pytest.raises(ValueError):
-        RLDKDashboard(output_dir=out, run_id=bad, auto_refresh=False)
+        dashboards(output_dir=out, run_id=bad)
     with pytest.raises(ValueError):
         validate_run_id(bad)
-    dash = RLDKDashboard(output_dir=out, auto_refresh=False)
+    dash = dashboards(output_dir=out)
     with pytest.raises(ValueError):
         dash.add_metrics({"step": 1, "loss": 1.0, "run_id": bad})
     with pytest.raises(ValueError):

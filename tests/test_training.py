@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 
+import pandas as pd
 import pytest
 
 from rldk_widget.callback import RLDKCallback
@@ -131,3 +132,89 @@ def test_grpo_nan_reward_raises_critical_alert(make_trainer, tmp_path):
     assert "reward" in critical[0]["message"] and "at step 5" in critical[0]["message"]
     assert [a["type"] for kind_, a in events if kind_ == "alert" and a["severity"] == "critical"] == ["nonfinite"]
     assert [comparable(r) for r in data.metrics] == expected_records(trainer.state.log_history, "grpo")
+
+
+# ---- a dashboard in the training process ------------------------------------------------------------------
+def numeric_series(records: list[dict], prefix: str = "") -> dict[str, tuple[list[float], list[float]]]:
+    """What each run-file record gives a chart, worked out from the records alone: per numeric key, (steps, values)
+    in file order."""
+    series: dict[str, tuple[list[float], list[float]]] = {}
+    for record in records:
+        for key, value in record.items():
+            if key in ("step", "run_id") or isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            xs, ys = series.setdefault(prefix + key, ([], []))
+            xs.append(float(record["step"]))
+            ys.append(float(value))
+    return series
+
+
+DASHBOARD_KINDS = {"grpo": {"save_strategy": "steps", "save_steps": 3}, "rloo": {}, "dpo": {}}
+
+
+@pytest.mark.parametrize("kind", list(DASHBOARD_KINDS))
+def test_dashboard_connected_in_the_training_process_holds_and_shows_what_is_on_disk(
+    kind, make_trainer, tmp_path, dashboards
+):
+    """`trainer.add_callback(dash.callback())` with a displayed view: the dashboard's frame, alerts, run info and
+    default charts, and every point the view received, equal the run files (and a fresh dashboard reading them)."""
+    from rldk_widget import trl_keys
+
+    from helpers import CommTap, same_floats, wait_until
+
+    steps = 6
+    dash = dashboards(output_dir=tmp_path / "rldk_logs", run_id=f"{kind}-live")
+    tap = CommTap(dash, view=True)
+    trainer = make_trainer(kind, tmp_path / "out", max_steps=steps, **DASHBOARD_KINDS[kind])
+    trainer.add_callback(dash.callback())
+    trainer.train()
+    run = f"{kind}-live"
+    disk = RunStore(tmp_path / "rldk_logs", run).read_all()
+    info = RunStore(tmp_path / "rldk_logs", run).read_info()
+
+    # the run files are the trainer's logs, mapped
+    assert [comparable(r) for r in disk.metrics] == expected_records(trainer.state.log_history, kind)
+    assert [r["step"] for r in disk.metrics] == list(range(1, steps + 1))
+    assert (info["max_steps"], info["trainer"]) == (steps, kind) and info["train_runtime"] > 0
+
+    # the dashboard holds the files: its frame, a fresh dashboard's frame, every record's value at its step
+    frame = dash.to_dataframe()
+    fresh = dashboards(output_dir=tmp_path / "rldk_logs", run_id=run)
+    pd.testing.assert_frame_equal(frame, fresh.to_dataframe(), check_like=True)
+    pd.testing.assert_frame_equal(dash.alerts_dataframe(), fresh.alerts_dataframe(), check_like=True)
+    expected = numeric_series(disk.metrics)
+    expected.update(numeric_series(disk.checkpoint_summary, "ckpt:"))
+    assert frame["run_id"].eq(run).all() and frame["step"].tolist() == list(range(1, steps + 1))
+    by_step = frame.set_index("step")
+    for name, (xs, ys) in expected.items():
+        assert same_floats(by_step.loc[[int(x) for x in xs], name].to_numpy(), ys), name
+    assert dash.load_report == {} and dash.status == {"level": "ok", "message": ""}
+    assert [(a["type"], a["step"]) for a in dash.alerts_dataframe().to_dict("records")] == [
+        (a["type"], a["step"]) for a in disk.alerts]
+
+    # run info and the trainer's default charts, as a dashboard in another process would get them from the file
+    assert dash.info[run] == {"max_steps": steps, "trainer": kind, "started": info["started"]}
+    assert fresh.info[run] == dash.info[run]
+    assert dash.default_charts == trl_keys.default_charts(kind) == fresh.default_charts
+    if kind == "grpo":
+        assert [r["step"] for r in disk.checkpoint_summary] == [3, 6] and "ckpt:weight_norm" in expected
+    if kind in ("grpo", "rloo"):
+        # the tiny model's completions all reach max_completion_length; and reward_words (the share of known words)
+        # is ~0 for its random text: the per-function rules may say that it gives no signal (std ~0) or that
+        # reward_len makes nearly all of the reward's variance
+        assert disk.alerts[0]["type"] == "completions_clipped"
+        assert {(a["type"], a["metric"]) for a in disk.alerts[1:]} <= {
+            ("reward_fn_variance_collapse", "rewards/reward_words/std"),
+            ("reward_fn_dominant", "rewards/reward_len/std")}
+
+    # the view got every point of every series once, in order, and every alert
+    dash.flush()
+    wait_until(lambda: set(tap.view.names(run)) >= set(expected), what="the view to get every series")
+    assert set(tap.view.names(run)) == set(expected)
+    for name, (xs, ys) in expected.items():
+        got_x, got_y = tap.view.series(run, name)
+        assert got_x.tolist() == xs and same_floats(got_y, ys), name
+    assert tap.view.gaps == 0 and not tap.wire_errors
+    assert [(a["type"], a["step"], a["message"]) for a in tap.view.alerts] == [
+        (a["type"], a["step"], a["message"]) for a in disk.alerts]
+    assert dash.messages_sent == len(tap.deltas) >= 1

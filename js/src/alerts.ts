@@ -2,7 +2,7 @@
 import type { Alert, Severity, Store, StoreChange } from "./store";
 import { el, formatClock, formatInt, formatValue } from "./dom";
 
-const STANDARD_KEYS = new Set(["run_id", "type", "message", "step", "severity", "timestamp"]);
+const STANDARD_KEYS = new Set(["run_id", "type", "message", "step", "severity", "timestamp", "computed"]);
 const MAX_ROWS = 500;
 const SEVERITY_ORDER: Severity[] = ["critical", "warning", "info"];
 
@@ -13,9 +13,16 @@ export interface AlertCounts {
   info: number;
 }
 
-export function countAlerts(alerts: Alert[]): AlertCounts {
+/** Counts by severity of `alerts` plus `older` ones that are counted but not held. */
+export function countAlerts(alerts: Alert[], older?: Record<Severity, number>): AlertCounts {
   const c: AlertCounts = { total: alerts.length, critical: 0, warning: 0, info: 0 };
   for (const a of alerts) c[a.severity]++;
+  if (older) {
+    for (const sev of SEVERITY_ORDER) {
+      c[sev] += older[sev];
+      c.total += older[sev];
+    }
+  }
   return c;
 }
 
@@ -43,6 +50,7 @@ export class AlertPanel {
   constructor(
     private store: Store,
     private colorOf: (runId: string) => string,
+    private onOpen: (alert: Alert) => void = () => {},
   ) {
     this.chips = el("div", { className: "rldk-alert-filters" });
     this.list = el("div", { className: "rldk-alert-list", role: "list" });
@@ -72,7 +80,8 @@ export class AlertPanel {
     if (!this.visible || !this.dirty) return;
     this.dirty = false;
     const alerts = this.store.alerts;
-    const counts = countAlerts(alerts);
+    const counts = countAlerts(alerts, this.store.olderAlerts);
+    const older = counts.total - alerts.length;
     this.renderChips(counts);
     const rows = document.createDocumentFragment();
     let shown = 0;
@@ -90,7 +99,10 @@ export class AlertPanel {
       rows.append(el("div", { className: "rldk-empty", textContent: alerts.length ? "No alerts of this severity." : "No alerts yet." }));
     }
     this.list.replaceChildren(rows);
-    this.more.textContent = matching > shown ? `showing the newest ${shown} of ${formatInt(matching)}` : "";
+    const parts = [];
+    if (matching > shown) parts.push(`showing the newest ${shown} of ${formatInt(matching)}`);
+    if (older > 0) parts.push(`${formatInt(older)} older alerts are counted above but not listed here (dash.alerts in Python has all)`);
+    this.more.textContent = parts.join("; ");
   }
 
   private renderChips(c: AlertCounts): void {
@@ -118,15 +130,22 @@ export class AlertPanel {
     const run = el("span", { className: "rldk-alert-run", title: a.run_id }, [dot, document.createTextNode(a.run_id)]);
     const step = el("span", { className: "rldk-alert-step", textContent: a.step === null ? "" : `step ${formatInt(a.step)}` });
     const time = el("span", { className: "rldk-alert-time", textContent: formatClock(a.timestamp) });
+    const line: Node[] = [sev, type, run, step, time];
+    if (a.computed) line.push(el("span", { className: "rldk-alert-computed", textContent: "computed by the viewer", title: "this run has no alerts of its own: the dashboard ran the alert rules on what it read" }));
     const msg = el("div", { className: "rldk-alert-msg", textContent: a.message });
     const extras: string[] = [];
     for (const [k, v] of Object.entries(a)) {
       if (STANDARD_KEYS.has(k) || v === null || v === undefined) continue;
       extras.push(`${k}=${extraText(v)}`);
     }
-    const children: Node[] = [el("div", { className: "rldk-alert-line" }, [sev, type, run, step, time]), msg];
+    const children: Node[] = [el("div", { className: "rldk-alert-line" }, line), msg];
     if (extras.length) children.push(el("div", { className: "rldk-alert-extra", textContent: extras.join("  ") }));
     const row = el("div", { className: `rldk-alert rldk-alert-${a.severity}`, role: "listitem" }, children);
+    if (a.step !== null) {
+      row.classList.add("rldk-alert-clickable");
+      row.title = "show this step on the charts";
+      row.addEventListener("click", () => this.onOpen(a));
+    }
     return row;
   }
 }

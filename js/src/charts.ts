@@ -4,7 +4,8 @@ import scatter from "plotly.js/lib/scatter";
 import type { Data, Layout, Config } from "plotly.js/lib/core";
 import { Decimator, Ema, MeanDecimator, gather } from "./downsample";
 import type { Series, Store, StoreChange } from "./store";
-import { el, formatValue, isBad } from "./dom";
+import { el, escapeHtml, formatValue, isBad } from "./dom";
+import { markerTraces } from "./markers";
 
 Plotly.register([scatter]);
 
@@ -30,19 +31,26 @@ function withAlpha(hex: string, a: number): string {
   return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${a})`;
 }
 
-/** Plotly renders a subset of HTML in names, titles and hover text: neutralise it for data strings. */
 /** the .rldk-plot box height in style.css */
 const PLOT_HEIGHT = 180;
 
-export function escapeHtml(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+export interface Focus {
+  step: number;
+  /** half the width of the step range shown around it */
+  span: number;
+  /** bumped per focus, so charts apply its range once and keep the user's zoom after that */
+  revision: number;
 }
 
 export interface Settings {
   xMode: "step" | "time";
   smoothing: number;
   logY: boolean;
+  focus: Focus | null;
 }
+
+/** What a click on a chart asks for: the alert behind a marker, or the step of a point of a run. */
+export type ChartClick = { kind: "alert"; index: number } | { kind: "point"; chart: string; runId: string; step: number };
 
 export interface Theme {
   fg: string;
@@ -250,6 +258,7 @@ export class ChartGrid {
     private opts: GridOptions,
     private getTheme: () => Theme,
     private requestFrame: (urgent: boolean) => void,
+    private onClick: (click: ChartClick) => void = () => {},
   ) {
     this.pickerBtn = el("button", { className: "rldk-btn rldk-picker-btn", type: "button" });
     this.pickerBtn.setAttribute("aria-expanded", "false");
@@ -485,10 +494,11 @@ export class ChartGrid {
   private draw(c: Chart): void {
     c.dirty = false;
     const theme = this.getTheme();
-    const { data, lasts } = this.traces(c);
+    const { data, lasts, flat } = this.traces(c);
     this.renderLasts(c, lasts);
     c.revision++;
     const timeMode = this.settings.xMode === "time";
+    const focus = this.focusRange(timeMode);
     const axisCommon = {
       gridcolor: theme.grid,
       zerolinecolor: theme.grid,
@@ -506,7 +516,7 @@ export class ChartGrid {
       width: this.widthOf(c),
       height: PLOT_HEIGHT,
       datarevision: c.revision,
-      uirevision: `${this.settings.xMode}|${this.settings.logY}`,
+      uirevision: `${this.settings.xMode}|${this.settings.logY}|${this.settings.focus?.revision ?? 0}`,
       paper_bgcolor: "rgba(0,0,0,0)",
       plot_bgcolor: "rgba(0,0,0,0)",
       font: { family: theme.font, size: 11, color: theme.fg },
@@ -515,7 +525,17 @@ export class ChartGrid {
       hovermode: "x unified",
       hoverlabel: { bgcolor: theme.bg, bordercolor: theme.border, font: { color: theme.fg, size: 11 } },
       modebar: { bgcolor: "rgba(0,0,0,0)", color: theme.muted, activecolor: theme.fg },
-      xaxis: { ...axisCommon, type: timeMode ? "date" : "linear", automargin: false, nticks: 6, hoverformat: timeMode ? "%H:%M:%S" : ",d" },
+      xaxis: {
+        ...axisCommon,
+        type: timeMode ? "date" : "linear",
+        automargin: false,
+        nticks: 6,
+        hoverformat: timeMode ? "%H:%M:%S" : ",d",
+        ...(focus ? { range: focus.range } : {}),
+      },
+      shapes: focus
+        ? [{ type: "line", xref: "x", yref: "paper", x0: focus.at, x1: focus.at, y0: 0, y1: 1, line: { color: theme.muted, width: 1, dash: "dot" } }]
+        : [],
       yaxis: {
         ...axisCommon,
         type: this.settings.logY ? "log" : "linear",
@@ -523,14 +543,51 @@ export class ChartGrid {
         exponentformat: "e",
         nticks: 5,
         hoverformat: ".4~g",
+        // a constant series: plotly would centre ±1 on 0, so a learning rate of 1e-5 looked like 0
+        ...(flat !== null && !this.settings.logY ? { range: flat === 0 ? [-1, 1] : [flat - Math.abs(flat) * 0.5, flat + Math.abs(flat) * 0.5] } : {}),
       },
     } as Partial<Layout>;
     if (!c.plotted) {
-      void Plotly.newPlot(c.plot, data, layout, PLOT_CONFIG);
+      void Plotly.newPlot(c.plot, data, layout, PLOT_CONFIG).then(() => this.listen(c));
       c.plotted = true;
     } else {
       void Plotly.react(c.plot, data, layout, PLOT_CONFIG);
     }
+  }
+
+  /** The focused step and the x range around it, in the axis' units (time mode: the first run's clock). */
+  private focusRange(timeMode: boolean): { at: number; range: [number, number] } | null {
+    const f = this.settings.focus;
+    if (!f) return null;
+    if (!timeMode) return { at: f.step, range: [f.step - f.span, f.step + f.span] };
+    for (const runId of this.store.orderedRuns()) {
+      const ts = this.store.series(runId, "timestamp");
+      if (!ts || ts.length === 0) continue;
+      const t = stepsToTime(ts, new Float64Array([f.step - f.span, f.step, f.step + f.span]));
+      return { at: t[1], range: [t[0], t[2]] };
+    }
+    return null;
+  }
+
+  /** Clicks on a drawn chart: an alert marker, or a point of a run's curve. */
+  private listen(c: Chart): void {
+    const plot = c.plot as HTMLElement & { on?: (event: string, fn: (e: unknown) => void) => void };
+    plot.on?.("plotly_click", (event: unknown) => {
+      type Point = { data?: { meta?: unknown; rldkRun?: unknown }; customdata?: unknown; x?: unknown };
+      const points = (event as { points?: Point[] }).points ?? [];
+      // "x unified" hover reports every trace at the step: an alert marker among them wins
+      const marker = points.find((p) => p.data?.meta === "rldk-alert" && typeof p.customdata === "number");
+      if (marker) {
+        this.onClick({ kind: "alert", index: marker.customdata as number });
+        return;
+      }
+      const p = points.find((q) => typeof q.data?.rldkRun === "string");
+      if (!p) return;
+      const step = typeof p.customdata === "number" ? p.customdata : this.settings.xMode === "step" ? p.x : NaN;
+      if (typeof step === "number" && Number.isFinite(step)) {
+        this.onClick({ kind: "point", chart: c.name, runId: p.data!.rldkRun as string, step });
+      }
+    });
   }
 
   private renderLasts(c: Chart, lasts: Array<[string, number]>): void {
@@ -543,7 +600,7 @@ export class ChartGrid {
     c.lastEl.replaceChildren(frag);
   }
 
-  private traces(c: Chart): { data: Data[]; lasts: Array<[string, number]> } {
+  private traces(c: Chart): { data: Data[]; lasts: Array<[string, number]>; flat: number | null } {
     const store = this.store;
     const w = this.settings.smoothing;
     const timeMode = this.settings.xMode === "time";
@@ -554,6 +611,8 @@ export class ChartGrid {
     const smooths: Data[] = [];
     const lasts: Array<[string, number]> = [];
     const sib = bandSibling(c.name);
+    let lo = Infinity;
+    let hi = -Infinity;
     runs.forEach((runId, ri) => {
       const s = store.series(runId, c.name);
       if (!s || s.length === 0) return;
@@ -563,6 +622,15 @@ export class ChartGrid {
       const xs = s.x();
       const ys = s.y();
       lasts.push([color, ys[ys.length - 1]]);
+      if (lo === hi || lo === Infinity) {
+        for (let i = 0; i < ys.length; i++) {
+          const v = ys[i];
+          if (v - v !== 0) continue;
+          if (v < lo) lo = v;
+          if (v > hi) hi = v;
+          if (lo !== hi) break; // not flat: nothing more to learn here
+        }
+      }
       const name = escapeHtml(runId);
       const mapX = (steps: Float64Array) => (ts ? stepsToTime(ts, steps) : steps);
       const sparse = xs.length <= 60;
@@ -583,6 +651,8 @@ export class ChartGrid {
         opacity: w > 0 ? 0.3 : 1,
         hovertemplate: "%{y:.4~g}",
         showlegend: false,
+        rldkRun: runId,
+        customdata: timeMode ? rawSteps : undefined,
       } as Data);
 
       let selSteps = rawSteps;
@@ -607,6 +677,8 @@ export class ChartGrid {
           marker: { color, size: 4 },
           hovertemplate: "%{y:.4~g}",
           showlegend: false,
+          rldkRun: runId,
+          customdata: timeMode ? selSteps : undefined,
         } as Data);
       }
 
@@ -645,7 +717,14 @@ export class ChartGrid {
         );
       }
     });
-    return { data: [...bands, ...raws, ...smooths], lasts };
+    const mapX = (runId: string, steps: Float64Array): Float64Array | null => {
+      if (!timeMode) return steps;
+      const ts = store.series(runId, "timestamp");
+      return ts && ts.length > 0 ? stepsToTime(ts, steps) : null;
+    };
+    const markers = markerTraces(store, c.name, runs, mapX);
+    const flat = lo === hi && bands.length === 0 ? lo : null;
+    return { data: [...bands, ...raws, ...smooths, ...markers], lasts, flat };
   }
 
   destroy(): void {

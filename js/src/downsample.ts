@@ -263,6 +263,10 @@ export class Ema {
   private last = 0;
   private pow = 1;
   private seen = 0;
+  /** smallest and largest value seen: the average lies between them, so rounding noise is clamped (a constant
+   * series stays exactly constant instead of jittering at 1e-16 and making the y axis zoom into the noise) */
+  private lo = Infinity;
+  private hi = -Infinity;
   constructor(readonly weight: number) {}
 
   /** Smoothed values for `y` (which must extend the y given on the previous call). */
@@ -280,6 +284,8 @@ export class Ema {
     let last = this.last;
     let pow = this.pow;
     let seen = this.seen;
+    let lo = this.lo;
+    let hi = this.hi;
     const out = this.out;
     for (let i = this.n; i < m; i++) {
       const v = y[i];
@@ -287,12 +293,16 @@ export class Ema {
         last = last * w + (1 - w) * v;
         pow *= w;
         seen++;
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
       }
-      out[i] = seen ? last / (1 - pow) : NaN;
+      out[i] = seen ? Math.min(hi, Math.max(lo, last / (1 - pow))) : NaN;
     }
     this.last = last;
     this.pow = pow;
     this.seen = seen;
+    this.lo = lo;
+    this.hi = hi;
     this.n = m;
     return out.subarray(0, m);
   }
@@ -302,6 +312,8 @@ export class Ema {
     this.last = 0;
     this.pow = 1;
     this.seen = 0;
+    this.lo = Infinity;
+    this.hi = -Infinity;
   }
 }
 

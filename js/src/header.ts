@@ -141,6 +141,7 @@ export class Header {
 
     const shape = JSON.stringify([
       runs.length,
+      this.store.runIds.length,
       all.map((s) => [s.runId, s.color, this.store.info[s.runId]?.trainer ?? ""]),
       tiles.map((t) => [t.label, t.cells.map((c) => [c.suffix !== undefined, c.progress !== undefined])]),
     ]);
@@ -187,7 +188,10 @@ export class Header {
         }),
       ),
     ]);
-    if (nRuns > all.length) runsTile.append(el("div", { className: "rldk-muted", textContent: `+${nRuns - all.length} more` }));
+    const total = this.store.runIds.length;
+    const hidden = Math.max(nRuns - all.length, 0);
+    const more = [hidden ? `+${hidden} more` : "", total > nRuns ? `${nRuns} of ${total} runs shown` : ""].filter(Boolean);
+    if (more.length) runsTile.append(el("div", { className: "rldk-muted", textContent: more.join(" · ") }));
 
     this.nodes = [];
     const tileEls = tiles.map((t) => {

@@ -327,12 +327,19 @@ function applyRunData(run: Run, data: unknown, touched: Set<string>): void {
 
 export type Listener = (change: StoreChange) => void;
 
+/** Alerts a view holds at most (the newest); older ones are counted in `olderAlerts`. */
+const MAX_ALERTS = 2000;
+
 export class Store {
   runs = new Map<string, Run>();
   alerts: Alert[] = [];
+  /** counts by severity of alerts the kernel or this store left out of `alerts` (only the newest travel) */
+  olderAlerts: Record<Severity, number> = { info: 0, warning: 0, critical: 0 };
   /** seq of the last applied snapshot or delta */
   lastSeq = 0;
   runIds: string[] = [];
+  /** the runs the charts show, in colour order (the `selected` trait); empty: every run */
+  selected: string[] = [];
   status: Status = { level: "ok", message: "" };
   info: Record<string, RunInfo> = {};
   defaultCharts: string[] = [];
@@ -382,6 +389,12 @@ export class Store {
       }
     }
     this.alerts = normalizeAlerts(alerts);
+    const older = isObject(m.alert_counts) ? m.alert_counts : {};
+    for (const sev of ["info", "warning", "critical"] as const) {
+      const n = older[sev];
+      this.olderAlerts[sev] = typeof n === "number" && n > 0 ? n : 0;
+    }
+    this.trimAlerts();
     this.namesVersion++;
     this.emit({ kind: "snapshot", series: touched, runs: new Set(this.runs.keys()), alerts: true, all: true });
   }
@@ -392,13 +405,29 @@ export class Store {
     this.emit({ kind: "meta", series: new Set(), runs: new Set(), alerts: true, all: false });
   }
 
-  /** Apply one delta message's payload (the caller has checked seq). */
-  applyDelta(seq: number, metrics: unknown, alerts: unknown): void {
+  /**
+   * Apply one delta message's payload (the caller has checked seq): runs replaced whole (newly selected) and runs
+   * dropped (no longer selected) first, then the appended points.
+   */
+  applyDelta(seq: number, metrics: unknown, alerts: unknown, replaced?: unknown, dropped?: unknown): void {
     this.lastSeq = seq;
     const touched = new Set<string>();
     const runs = new Set<string>();
     const now = Date.now();
     let newNames = false;
+    if (Array.isArray(dropped)) {
+      for (const runId of dropped) if (typeof runId === "string" && this.runs.delete(runId)) newNames = true;
+    }
+    if (isObject(replaced)) {
+      for (const [runId, data] of Object.entries(replaced)) {
+        const run: Run = new Map();
+        this.runs.set(runId, run);
+        applyRunData(run, data, touched);
+        runs.add(runId);
+        this.receivedAt.set(runId, now);
+        newNames = true;
+      }
+    }
     if (isObject(metrics)) {
       for (const [runId, data] of Object.entries(metrics)) {
         let run = this.runs.get(runId);
@@ -416,13 +445,30 @@ export class Store {
     }
     if (newNames) this.namesVersion++;
     const newAlerts = normalizeAlerts(alerts);
-    if (newAlerts.length) this.alerts.push(...newAlerts);
+    if (newAlerts.length) {
+      this.alerts.push(...newAlerts);
+      this.trimAlerts();
+    }
     this.emit({ kind: "delta", series: touched, runs, alerts: newAlerts.length > 0, all: newNames });
   }
 
-  setMeta(meta: { runIds?: unknown; status?: unknown; info?: unknown; defaultCharts?: unknown }): void {
+  private trimAlerts(): void {
+    const extra = this.alerts.length - MAX_ALERTS;
+    if (extra <= 0) return;
+    for (const a of this.alerts.slice(0, extra)) this.olderAlerts[a.severity]++;
+    this.alerts = this.alerts.slice(extra);
+  }
+
+  /** How many alerts there are (the newest in `alerts`, the older ones counted). */
+  get alertTotal(): number {
+    return this.alerts.length + this.olderAlerts.info + this.olderAlerts.warning + this.olderAlerts.critical;
+  }
+
+  setMeta(meta: { runIds?: unknown; selected?: unknown; status?: unknown; info?: unknown; defaultCharts?: unknown }): void {
     if (meta.runIds !== undefined)
       this.runIds = Array.isArray(meta.runIds) ? meta.runIds.filter((r): r is string => typeof r === "string") : [];
+    if (meta.selected !== undefined)
+      this.selected = Array.isArray(meta.selected) ? meta.selected.filter((r): r is string => typeof r === "string") : [];
     if (meta.status !== undefined) {
       const s = isObject(meta.status) ? meta.status : {};
       const level = s.level === "info" || s.level === "warning" || s.level === "error" ? s.level : "ok";
@@ -450,9 +496,10 @@ export class Store {
     this.emit({ kind: "meta", series: new Set(), runs: new Set(), alerts: false, all: true });
   }
 
-  /** Run ids in colour order: the `run_ids` trait first, then runs only seen in data. */
+  /** The runs the charts show, in colour order: the selection (or every run in `run_ids` order when there is
+   * none), then runs only seen in data (a page saved without the selection). */
   orderedRuns(): string[] {
-    const out = this.runIds.slice();
+    const out = (this.selected.length ? this.selected : this.runIds).slice();
     const seen = new Set(out);
     for (const r of this.runs.keys()) if (!seen.has(r)) out.push(r);
     return out;

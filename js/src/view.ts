@@ -1,9 +1,11 @@
 // One rendered view of a dashboard model. Every view of a model reads the same Store.
 import { AlertPanel, countAlerts } from "./alerts";
-import { ChartGrid, readTheme, runColor, type DrawStats, type Settings, type Theme } from "./charts";
+import { ChartGrid, readTheme, runColor, type ChartClick, type DrawStats, type Settings, type Theme } from "./charts";
 import { el } from "./dom";
 import { Header } from "./header";
-import type { Store, StoreChange } from "./store";
+import { AlertBanner } from "./markers";
+import type { Requests } from "./requests";
+import type { Alert, Store, StoreChange } from "./store";
 import css from "./style.css";
 
 /** TensorBoard's default: RL metrics are noisy; the raw line stays visible, faint, behind the smoothed one */
@@ -123,8 +125,10 @@ const isPrefixed = (n: string) => n.startsWith("ppo:") || n.startsWith("ckpt:");
 export class View {
   readonly root: HTMLElement;
   private store: Store;
-  private settings: Settings = { xMode: "step", smoothing: DEFAULT_SMOOTHING, logY: false };
+  private settings: Settings = { xMode: "step", smoothing: DEFAULT_SMOOTHING, logY: false, focus: null };
   private header: Header;
+  private banner: AlertBanner;
+  private focusBtn: HTMLButtonElement;
   private grids: Record<"charts" | "ppo" | "ckpt", ChartGrid>;
   private alerts: AlertPanel;
   private tabBtns: Record<TabId, HTMLButtonElement>;
@@ -151,13 +155,15 @@ export class View {
   private themeObserver: MutationObserver;
   private destroyed = false;
 
-  constructor(store: Store, host: HTMLElement) {
+  constructor(store: Store, host: HTMLElement, readonly requests: Requests) {
     this.store = store;
     const colorOf = (runId: string) => runColor(store.colorIndex(runId));
     const getTheme = () => (this.theme ??= readTheme(this.root));
     const req = (urgent: boolean) => this.schedule(urgent);
+    const click = (c: ChartClick) => this.onChartClick(c);
 
     this.header = new Header(store, colorOf);
+    this.banner = new AlertBanner(store, (alert) => this.focusAlert(alert), () => this.setTab("alerts"));
     this.grids = {
       charts: new ChartGrid(
         store,
@@ -170,6 +176,7 @@ export class View {
         },
         getTheme,
         req,
+        click,
       ),
       ppo: new ChartGrid(
         store,
@@ -182,6 +189,7 @@ export class View {
         },
         getTheme,
         req,
+        click,
       ),
       ckpt: new ChartGrid(
         store,
@@ -194,9 +202,10 @@ export class View {
         },
         getTheme,
         req,
+        click,
       ),
     };
-    this.alerts = new AlertPanel(store, colorOf);
+    this.alerts = new AlertPanel(store, colorOf, (alert) => this.focusAlert(alert));
 
     // tabs
     this.alertBadge = el("span", { className: "rldk-badge" });
@@ -239,7 +248,10 @@ export class View {
       this.settings.logY = logBox.checked;
       this.allDirty();
     });
+    this.focusBtn = el("button", { type: "button", className: "rldk-btn rldk-btn-small rldk-focus", hidden: true, title: "show every step again" });
+    this.focusBtn.addEventListener("click", () => this.clearFocus());
     this.toolbar = el("div", { className: "rldk-toolbar" }, [
+      this.focusBtn,
       el("span", { className: "rldk-ctl" }, [el("span", { className: "rldk-ctl-label", textContent: "x" }), el("span", { className: "rldk-segs" }, [this.stepBtn, this.timeBtn])]),
       el("label", { className: "rldk-ctl" }, [el("span", { className: "rldk-ctl-label", textContent: "smooth" }), slider, smoothVal]),
       el("label", { className: "rldk-ctl" }, [logBox, el("span", { className: "rldk-ctl-label", textContent: "log y" })]),
@@ -250,6 +262,7 @@ export class View {
     this.root = el("div", { className: "rldk-root" }, [
       style,
       this.header.el,
+      this.banner.el,
       el("div", { className: "rldk-bar" }, [
         el("div", { className: "rldk-tabs", role: "tablist" }, Object.values(this.tabBtns)),
         this.toolbar,
@@ -278,6 +291,7 @@ export class View {
 
   private onChange(change: StoreChange): void {
     this.headerDirty = true;
+    if (change.kind === "snapshot") this.banner.reset();
     this.grids.charts.onChange(change);
     this.grids.ppo.onChange(change);
     this.grids.ckpt.onChange(change);
@@ -294,7 +308,7 @@ export class View {
     this.tabBtns.ppo.hidden = !hasPpo;
     this.tabBtns.ckpt.hidden = !hasCkpt;
     if ((this.active === "ppo" && !hasPpo) || (this.active === "ckpt" && !hasCkpt)) this.setTab("charts");
-    const c = countAlerts(this.store.alerts);
+    const c = countAlerts(this.store.alerts, this.store.olderAlerts);
     this.alertBadge.textContent = `(${c.total})`;
     this.alertBadge.className = "rldk-badge" + (c.critical ? " rldk-badge-critical" : c.warning ? " rldk-badge-warning" : "");
   }
@@ -318,6 +332,40 @@ export class View {
     this.alerts.setVisible(id === "alerts");
     this.toolbar.hidden = id === "alerts";
     this.schedule(true);
+  }
+
+  /** Move the charts to an alert's step (the Charts tab, a range around it, a line at it). */
+  focusAlert(alert: Alert): void {
+    if (alert.step === null || !Number.isFinite(alert.step)) {
+      this.setTab("alerts");
+      return;
+    }
+    this.focusStep(alert.step, alert.run_id);
+  }
+
+  focusStep(step: number, runId: string): void {
+    let last = 0;
+    const run = this.store.runs.get(runId);
+    if (run) for (const s of run.values()) if (Number.isFinite(s.lastX)) last = Math.max(last, s.lastX);
+    const span = Math.max(10, Math.round(Math.max(last, step) * 0.05));
+    this.settings.focus = { step, span, revision: (this.settings.focus?.revision ?? 0) + 1 };
+    this.focusBtn.textContent = `step ${step.toLocaleString("en-US")} ×`;
+    this.focusBtn.hidden = false;
+    if (this.active !== "charts") this.setTab("charts");
+    this.allDirty();
+  }
+
+  clearFocus(): void {
+    this.settings.focus = null;
+    this.focusBtn.hidden = true;
+    this.allDirty();
+  }
+
+  private onChartClick(click: ChartClick): void {
+    if (click.kind === "alert") {
+      const alert = this.store.alerts[click.index];
+      if (alert) this.focusAlert(alert);
+    }
   }
 
   private setXMode(mode: "step" | "time"): void {
@@ -348,6 +396,7 @@ export class View {
     if (this.headerDirty) {
       this.headerDirty = false;
       this.header.update();
+      this.banner.update();
     }
     if (this.active === "alerts") this.alerts.flush();
   }

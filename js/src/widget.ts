@@ -1,6 +1,7 @@
 // anywidget entry. `initialize` owns the model's Store (snapshot traits + numbered deltas, docs/protocol.md);
 // every `render` of the same model attaches a View to that one Store, so all views stay identical.
 import type { AnyModel } from "@anywidget/types";
+import { Requests } from "./requests";
 import { Store } from "./store";
 import { View } from "./view";
 
@@ -11,28 +12,29 @@ interface Traits {
   status: unknown;
   info: unknown;
   default_charts: unknown;
+  selected: unknown;
   [key: string]: unknown;
 }
 
 type Model = AnyModel<Traits>;
 
-const TRAITS = ["metrics", "alerts", "run_ids", "status", "info", "default_charts"] as const;
+const TRAITS = ["metrics", "alerts", "run_ids", "status", "info", "default_charts", "selected"] as const;
 
 /**
  * anywidget hands `initialize` and each `render` a different proxy object for the same underlying model, so
  * the proxies cannot key the registry. The trait values can: they are the same objects for every proxy of one
  * model until the kernel sends new ones (and `initialize` re-registers on every change, before any view).
  */
-const registry = new WeakMap<object, Store>();
+const registry = new WeakMap<object, Sync>();
 
-function register(model: Model, store: Store): void {
+function register(model: Model, sync: Sync): void {
   for (const k of TRAITS) {
     const v = model.get(k);
-    if (typeof v === "object" && v !== null) registry.set(v, store);
+    if (typeof v === "object" && v !== null) registry.set(v, sync);
   }
 }
 
-function lookup(model: Model): Store | undefined {
+function lookup(model: Model): Sync | undefined {
   for (const k of TRAITS) {
     const v = model.get(k);
     if (typeof v === "object" && v !== null) {
@@ -48,6 +50,8 @@ export interface DeltaMessage {
   seq: number;
   metrics?: unknown;
   alerts?: unknown;
+  replace_runs?: unknown;
+  drop_runs?: unknown;
 }
 
 function snapshotSeq(metrics: unknown): number {
@@ -59,6 +63,7 @@ function snapshotSeq(metrics: unknown): number {
 /** Binds one Store to one model: snapshot traits, meta traits, delta messages, gap → request_snapshot. */
 export class Sync {
   readonly store = new Store();
+  readonly requests: Requests;
   /** a request_snapshot is outstanding (sent at most once until the next snapshot) */
   awaitingSnapshot = false;
   snapshotRequests = 0;
@@ -66,6 +71,7 @@ export class Sync {
   private handlers: Array<[string, (...args: never[]) => void]> = [];
 
   constructor(private model: Model) {
+    this.requests = new Requests((message) => model.send(message));
     const on = (name: string, fn: (...args: never[]) => void) => {
       model.on(name, fn as (...args: unknown[]) => void);
       this.handlers.push([name, fn]);
@@ -77,16 +83,18 @@ export class Sync {
     on("change:status", () => this.store.setMeta({ status: model.get("status") }));
     on("change:info", () => this.store.setMeta({ info: model.get("info") }));
     on("change:default_charts", () => this.store.setMeta({ defaultCharts: model.get("default_charts") }));
-    on("change", () => register(model, this.store));
+    on("change:selected", () => this.store.setMeta({ selected: model.get("selected") }));
+    on("change", () => register(model, this));
 
     this.store.setMeta({
       runIds: model.get("run_ids"),
       status: model.get("status"),
       info: model.get("info"),
       defaultCharts: model.get("default_charts"),
+      selected: model.get("selected"),
     });
     this.onSnapshot();
-    register(model, this.store);
+    register(model, this);
   }
 
   /**
@@ -114,12 +122,13 @@ export class Sync {
 
   onCustom(msg: unknown): void {
     if (typeof msg !== "object" || msg === null) return;
+    if (this.requests.onMessage(msg)) return;
     const m = msg as Partial<DeltaMessage>;
     if (m.type !== "delta" || typeof m.seq !== "number" || !Number.isFinite(m.seq)) return;
     const last = this.store.lastSeq;
     if (m.seq <= last) return; // already covered by the snapshot or an earlier delta
     if (m.seq === last + 1) {
-      this.store.applyDelta(m.seq, m.metrics, m.alerts);
+      this.store.applyDelta(m.seq, m.metrics, m.alerts, m.replace_runs, m.drop_runs);
       return;
     }
     // gap: ask for a snapshot once; the kernel re-sends `metrics` + `alerts` and change:metrics resets us
@@ -130,7 +139,14 @@ export class Sync {
     }
   }
 
+  /** Show these runs on the charts (every view of the model; the kernel sends their series). */
+  select(runIds: string[]): void {
+    this.model.set("selected", runIds);
+    this.model.save_changes();
+  }
+
   dispose(): void {
+    this.requests.dispose();
     for (const [name, fn] of this.handlers) this.model.off(name, fn as (...args: unknown[]) => void);
     this.handlers = [];
   }
@@ -143,18 +159,17 @@ export default {
   },
 
   render({ model, el }: { model: Model; el: HTMLElement }) {
-    let sync: Sync | null = null;
-    let store = lookup(model);
-    if (!store) {
+    let owned: Sync | null = null;
+    let sync = lookup(model);
+    if (!sync) {
       // a host that did not call initialize (or a model whose traits are all primitives): own the data here
-      sync = new Sync(model);
-      store = sync.store;
+      owned = sync = new Sync(model);
     }
-    const view = new View(store, el);
-    (el as HTMLElement & { __rldk?: unknown }).__rldk = { view, store, sync };
+    const view = new View(sync.store, el, sync.requests);
+    (el as HTMLElement & { __rldk?: unknown }).__rldk = { view, store: sync.store, sync: owned, requests: sync.requests };
     return () => {
       view.destroy();
-      sync?.dispose();
+      owned?.dispose();
       delete (el as HTMLElement & { __rldk?: unknown }).__rldk;
     };
   },

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -23,6 +22,9 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))
+from helpers import wait_until as _wait_until  # noqa: E402  (the tests' one polling helper)
+
 VENV_BIN = Path(sys.executable).parent
 CHROMIUM_ARGS = [
     "--headless",
@@ -53,20 +55,10 @@ def free_port() -> int:
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    """Call `predicate` until it returns something truthy; raise TimeoutError naming `what` otherwise."""
-    deadline = time.monotonic() + timeout
-    last_error: BaseException | None = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as err:  # noqa: BLE001 - keep polling, report the last error on timeout
-            last_error = err
-        if time.monotonic() > deadline:
-            detail = f" (last error: {last_error!r})" if last_error else ""
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
-        time.sleep(interval)
+    """Call `predicate` until it returns something truthy; raise TimeoutError naming `what` otherwise. While the page
+    changes under it (navigation, a view not rendered yet) a predicate may raise: that counts as "not yet" and the
+    last error is named on timeout; an AssertionError (a failed cell, a failed check) is raised at once."""
+    return _wait_until(predicate, timeout, what, interval, retry_on=(Exception,))
 
 
 # ---- the server ----------------------------------------------------------------------------------------------
@@ -372,8 +364,6 @@ def wait_for_cells_done(page: Any, timeout: float = 90, count: int | None = None
 
     try:
         return wait_until(done, timeout, "all notebook cells to finish", interval=0.2)
-    except AssertionError:
-        raise
     except TimeoutError as err:
         raise TimeoutError(f"{err}; cells: {cells_state(page)}") from None
 
@@ -409,7 +399,70 @@ def set_theme(page: Any, theme: str) -> None:
     page.wait_for_function(
         "(t) => document.body.dataset.jpThemeName === t", arg=theme, timeout=20_000
     )
-    page.wait_for_timeout(300)  # the view's MutationObserver redraws the charts on the next frame
+    next_frames(page)  # the view's MutationObserver redraws the charts on the next frame
+
+
+def next_frames(page: Any, frames: int = 2) -> None:
+    """Return once the page has drawn `frames` more animation frames."""
+    page.evaluate(
+        """(n) => new Promise((resolve) => { const tick = () => (n-- > 0 ? requestAnimationFrame(tick) : resolve(true));
+                                            tick(); })""",
+        frames,
+    )
+
+
+_SETTLE_JS = """async (selector) => {
+  // Until every <img> and <iframe> under the elements `selector` matches (the page if null) has finished loading
+  // or failing: an image's error event is fired in the same task that marks it complete, so an injected
+  // `<img src=x onerror=...>` has run its handler by then. Then two frames and one task, for what the view draws
+  // or dispatches next.
+  const roots = selector ? [...document.querySelectorAll(selector)] : [document];
+  const pending = () => roots.some((root) =>
+    [...root.querySelectorAll('img')].some((img) => !img.complete) ||
+    [...root.querySelectorAll('iframe')].some((frame) => {
+      try { return frame.contentDocument !== null && frame.contentDocument.readyState !== 'complete'; }
+      catch (err) { return false; }  // cross-origin: it cannot reach this page's window either
+    }));
+  const deadline = performance.now() + 20000;
+  while (pending() && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+  await new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)));
+  await new Promise((resolve) => setTimeout(resolve, 0));
+  return !pending();
+}"""
+
+
+_DATA_POINT_JS = """(gd) => {
+  // the page position of a finite point of the chart's first line (the middle one), from plotly's own axes
+  const trace = gd.data.find((t) => t.x && t.x.length && !(t.line && t.line.width === 0));
+  if (!trace) return null;
+  const finite = [...trace.y.keys()].filter((i) => Number.isFinite(Number(trace.y[i])));
+  if (!finite.length) return null;
+  const i = finite[Math.floor(finite.length / 2)];
+  const {xaxis, yaxis} = gd._fullLayout;
+  const box = gd.getBoundingClientRect();
+  return {x: box.left + xaxis._offset + xaxis.l2p(xaxis.d2l(trace.x[i])),
+          y: box.top + yaxis._offset + yaxis.l2p(yaxis.d2l(trace.y[i]))};
+}"""
+
+
+def hover_data_point(page: Any, plot: Any, timeout_ms: float = 10_000) -> str:
+    """Move the mouse onto a data point of `plot` (a locator of a `.rldk-plot`) and wait until plotly has drawn its
+    hover label; return the label's text. (Anywhere else plotly may draw no label at all.)"""
+    point = plot.evaluate(_DATA_POINT_JS)
+    if point is None:
+        raise AssertionError("the chart has no finite point to hover")
+    page.mouse.move(point["x"], point["y"])
+    label = plot.locator(".hoverlayer .legend, .hoverlayer .hovertext").first
+    label.wait_for(state="attached", timeout=timeout_ms)
+    return label.text_content() or ""
+
+
+def settle_injected_handlers(page: Any, selector: str | None = None) -> None:
+    """Before checking that no script from data ran: wait until every image and frame under `selector` (the whole
+    page if None) has loaded or failed (an injected `<img src=x onerror>` has run its handler by then) and two
+    frames were drawn — a condition, not a delay."""
+    if not page.evaluate(_SETTLE_JS, selector):
+        raise AssertionError(f"images or frames under {selector or 'the page'} still loading after 20 s")
 
 
 # ---- the widget's DOM ----------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ import math
 import pytest
 
 import lab
-from rldk_widget import RLDKDashboard
+from rldk_widget import AlertRules, RLDKDashboard
+from rldk_widget.alerts import RULE_TYPES
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -30,8 +31,9 @@ def offline_page(chromium_browser):
     context.close()
 
 
-def build_dashboard(tmp_path, steps: int) -> RLDKDashboard:
-    dash = RLDKDashboard(output_dir=tmp_path / "runs", run_id="export_run", auto_refresh=False)
+def build_dashboard(dashboards, tmp_path, steps: int) -> RLDKDashboard:
+    # the oscillating reward would raise computed alerts (health.py): this file is about the data and one alert
+    dash = dashboards(output_dir=tmp_path / "runs", run_id="export_run", alert_rules=AlertRules(disabled=set(RULE_TYPES)))
     dash.add_metrics(
         [
             {
@@ -47,9 +49,9 @@ def build_dashboard(tmp_path, steps: int) -> RLDKDashboard:
     return dash
 
 
-def test_saved_html_renders_offline(tmp_path, offline_page):
+def test_saved_html_renders_offline(tmp_path, offline_page, dashboards):
     page, console, requests = offline_page
-    dash = build_dashboard(tmp_path, 300)
+    dash = build_dashboard(dashboards, tmp_path, 300)
     path = dash.save_html(tmp_path / "report" / "dashboard.html")
     dash.close()
 
@@ -63,24 +65,22 @@ def test_saved_html_renders_offline(tmp_path, offline_page):
     lab.show_tab(page, ".rldk-root", "alerts")
     state = lab.view_state(page, ".rldk-root")
     assert state["alertMsgs"] == [XSS_MESSAGE] and state["imgs"] == 0, state
+    lab.settle_injected_handlers(page)
     assert page.evaluate("() => window.__xss") is None
     assert requests == [], f"the exported page tried the network: {requests}"
     assert console.errors == [], console.errors
 
 
-def test_saved_html_is_bounded_for_long_runs(tmp_path):
-    short = build_dashboard(tmp_path / "short", 1_000)
-    long = build_dashboard(tmp_path / "long", 200_000)
+def test_saved_html_is_bounded_for_long_runs(tmp_path, dashboards):
+    short = build_dashboard(dashboards, tmp_path / "short", 1_000)
+    long = build_dashboard(dashboards, tmp_path / "long", 200_000)
     short_size = short.save_html(tmp_path / "short.html", max_points=20_000).stat().st_size
     long_size = long.save_html(tmp_path / "long.html", max_points=20_000).stat().st_size
-    short.close()
-    long.close()
     # the data share of the long run is capped at ~20k points (≈ 21 bytes each as base64 float64 x and y)
     assert long_size - short_size < 20_000 * 24, (short_size, long_size)
 
 
-def test_save_html_rejects_a_bad_budget(tmp_path):
-    dash = build_dashboard(tmp_path, 10)
+def test_save_html_rejects_a_bad_budget(tmp_path, dashboards):
+    dash = build_dashboard(dashboards, tmp_path, 10)
     with pytest.raises(ValueError, match="max_points"):
         dash.save_html(tmp_path / "x.html", max_points=0)
-    dash.close()

@@ -23,8 +23,11 @@ SIDEBAR = lab.SIDEBAR_ROOT
 def create_cell(output_dir: str) -> str:
     return (
         "import math, time\n"
-        "from rldk_widget import RLDKDashboard\n"
-        f"dash = RLDKDashboard(output_dir={output_dir!r}, run_id='lab_test', auto_refresh=False)\n"
+        "from rldk_widget import AlertRules, RLDKDashboard\n"
+        "from rldk_widget.alerts import RULE_TYPES\n"
+        "# the oscillating test reward would raise computed alerts (health.py): these tests count the one they add\n"
+        f"dash = RLDKDashboard(output_dir={output_dir!r}, run_id='lab_test', auto_refresh=False,\n"
+        "                     alert_rules=AlertRules(disabled=set(RULE_TYPES)))\n"
         "dash"
     )
 
@@ -111,7 +114,7 @@ def assert_charts_fit(lp, selector: str, where: str) -> None:
 
 
 def assert_no_xss(lp) -> None:
-    lp.page.wait_for_timeout(200)  # an injected <img src=x> would fire onerror once its request fails
+    lab.settle_injected_handlers(lp.page, lab.ROOT)  # an injected <img src=x> fires onerror once its request fails
     assert lp.page.evaluate("() => typeof window.__xss") == "undefined", "the alert message was rendered as HTML"
 
 
@@ -159,6 +162,17 @@ def test_streaming_inline_and_sidebar(lab_page):
     assert_full_view(lp, SIDEBAR, "sidebar")
     assert_no_xss(lp)
     lp.assert_no_console_errors()
+
+
+def test_a_failing_cell_fails_the_wait_at_once_with_its_error(lab_page):
+    """lab.wait_for_cells_done raises the cell's error as an AssertionError as soon as the output shows it, not a
+    TimeoutError when the deadline (here 90 s) has passed."""
+    lp = lab_page
+    nb = lp.write_notebook("failing", ["x = 1", "raise ValueError('the cell failed: 4711')", "y = 2"])
+    lp.open(nb)
+    lab.run_all_cells(lp.page)
+    with pytest.raises(AssertionError, match="ValueError: the cell failed: 4711"):
+        lab.wait_for_cells_done(lp.page, 90)
 
 
 def test_reload_restores_views_from_the_kernel(lab_page):

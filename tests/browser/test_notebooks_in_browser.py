@@ -5,7 +5,6 @@ re-renders the current state, and closing the dashboard stops its refresh thread
 from __future__ import annotations
 
 import shutil
-import time
 
 import pytest
 
@@ -23,20 +22,21 @@ def copy_notebook(server: lab.LabServer, name: str) -> str:
 
 
 def steps_while_running(page, selector: str, timeout: float) -> list[str]:
-    """Sample the first view's step tile until every cell has run; return the distinct values seen."""
+    """Sample the first view's step tile until every cell has run; return the distinct values seen. A cell error
+    fails at once with the cell's traceback."""
     seen: list[str] = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def finished() -> bool:
         step = lab.current_step(page, selector)
         if step and (not seen or seen[-1] != step):
             seen.append(step)
         state = lab.cells_state(page)
         if state and state["errors"]:
             raise AssertionError("a notebook cell raised:\n" + "\n\n".join(state["errors"]))
-        if state and state["status"] == "idle" and all(c is not None for c in state["counts"]):
-            return seen
-        time.sleep(0.05)
-    raise TimeoutError(f"the notebook did not finish in {timeout} s; cells: {lab.cells_state(page)}")
+        return bool(state) and state["status"] == "idle" and all(c is not None for c in state["counts"])
+
+    lab.wait_until(finished, timeout, "every cell of the notebook to run", interval=0.05)
+    return seen
 
 
 def kernel_value(page, expression: str) -> str:

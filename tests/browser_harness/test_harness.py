@@ -4,16 +4,14 @@ harness.html + harness.js fake the model (get/set/on/off/send/save_changes, msg:
 per-call model proxies) and load the bundle with import(). The page is served by a local http.server on
 127.0.0.1 and driven by Playwright with Debian's chromium. Skips only when chromium (or playwright) is missing.
 
-Screenshots land in tests/browser_harness/out/ (light, dark, alerts, narrow sidebar, ...).
-Set RLDK_BENCH_JSON=path to also write the benchmark numbers as JSON.
+Screenshots land in tests/browser_harness/out/ (light, dark, alerts, narrow sidebar, ...). How fast the bundle
+renders and applies deltas is measured by benchmarks/browser.py, not asserted here.
 """
 
 from __future__ import annotations
 
 import functools
 import http.server
-import json
-import os
 import shutil
 import sys
 import threading
@@ -27,10 +25,11 @@ BUNDLE = ROOT / "rldk_widget" / "static" / "widget.js"
 OUT = HERE / "out"
 
 sys.path.insert(0, str(HERE.parent / "browser"))
-from lab import CHROMIUM_ARGS  # noqa: E402  (one list of Chromium flags for every browser test)
+from lab import CHROMIUM_ARGS, hover_data_point, settle_injected_handlers  # noqa: E402  (shared with tests/browser)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 
+pytestmark = pytest.mark.browser
 sync_api = pytest.importorskip("playwright.sync_api")
 if not Path(CHROMIUM).exists():
     pytest.skip("chromium not installed", allow_module_level=True)
@@ -216,6 +215,7 @@ def test_alert_text_is_literal_and_never_executes(page):
     msg = page.text_content("#view1 .rldk-alert-critical .rldk-alert-msg")
     assert msg == f"{XSS}spike"
     assert page.locator("#view1 .rldk-alertpanel img").count() == 0
+    settle_injected_handlers(page)
     assert page.evaluate("() => window.__xss") is None
     badge = page.text_content("#view1 .rldk-tab[data-tab=alerts]")
     assert "(3)" in badge
@@ -257,9 +257,10 @@ def test_html_in_run_ids_and_metric_names_stays_text(page):
     status = page.text_content("#view1 .rldk-status")
     assert status == f"status <b>{run}</b>"
     # hover: plotly draws the (escaped) trace name as text
-    box = page.locator("#view1 .rldk-plot").first.bounding_box()
-    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
-    page.wait_for_timeout(100)
+    label = hover_data_point(page, page.locator("#view1 .rldk-plot").first)
+    assert "run<img src=x onerror=" in label, label  # the markup is text (plotly shows `"` as &quot;: run ids
+    # from the kernel cannot hold quotes or markup, [A-Za-z0-9._-] only)
+    settle_injected_handlers(page)
     assert page.evaluate("() => window.__xss") is None
     assert page.locator("#view1 img").count() == 0
 
@@ -412,33 +413,33 @@ def test_screenshots_light_dark_and_narrow(page):
     shot(page, "plain")
 
 
-def test_benchmarks(page):
-    """First render of 100k steps × 6 charts × 2 runs, and the cost of streaming 100-step deltas."""
+def test_first_render_of_100k_steps_and_a_stream_into_two_views_draw_every_point(page):
+    """The path benchmarks/browser.py times (harness.js's bench helpers), checked for what it shows: the first
+    render draws every default chart of 100k steps, deltas are applied in order, and both views end on the last
+    step. No time limit here: a slow machine is not a broken widget."""
     res = page.evaluate(
         """async () => {
           const fr = await H.benchFirstRender({steps: 100000});
-          window.fr = fr;
-          const sync = [];
-          for (let i = 0; i < 5; i++) sync.push(await H.benchDeltaSync(fr.model, [fr.view], fr.lengths, 100));
+          const first = {charts: fr.view.el.querySelectorAll('.rldk-chart').length, draws: fr.result.charts,
+                         lastX: fr.view.internals.store.series('grpo-qwen-0.5b', 'loss').lastX};
+          const seq0 = fr.view.internals.store.lastSeq;
+          for (let i = 0; i < 5; i++) await H.benchDeltaSync(fr.model, [fr.view], fr.lengths, 100);
           const v2 = await H.renderView(fr.model, document.getElementById('view2'));
           await H.settle([fr.view, v2]);
-          const stream = await H.benchStream(fr.model, [fr.view, v2], fr.lengths, {count: 40, stepsPerDelta: 100, intervalMs: 100});
-          return {first: fr.result, sync, stream};
+          const stream = await H.benchStream(fr.model, [fr.view, v2], fr.lengths,
+                                             {count: 40, stepsPerDelta: 100, intervalMs: 20});
+          await H.settle([fr.view, v2]);
+          fr.view.internals.view.flushAll(); v2.internals.view.flushAll();
+          window.v1 = fr.view; window.v2 = v2;
+          return {first, seq0, seq: fr.view.internals.store.lastSeq, stream,
+                  lastX: fr.view.internals.store.series('grpo-qwen-0.5b', 'loss').lastX, sent: fr.model.sent};
         }"""
     )
-    first = res["first"]
-    apply_ms = sorted(s["apply_ms"] for s in res["sync"])
-    redraw_ms = sorted(s["redraw_all_ms"] for s in res["sync"])
-    summary = {
-        "first_render_ms_100k_x6_x2runs": round(first["first_render_ms"], 1),
-        "delta_apply_ms_median_100_steps": round(apply_ms[len(apply_ms) // 2], 2),
-        "delta_full_redraw_ms_median_6_charts": round(redraw_ms[len(redraw_ms) // 2], 1),
-        "stream": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in res["stream"].items()},
-    }
-    print(json.dumps(summary, indent=1))
-    if os.environ.get("RLDK_BENCH_JSON"):
-        Path(os.environ["RLDK_BENCH_JSON"]).write_text(json.dumps(summary, indent=1))
-    # generous bounds (shared CI machines): the targets are 1 s and 16 ms
-    assert first["first_render_ms"] < 3000
-    assert summary["delta_apply_ms_median_100_steps"] < 16
-    assert res["stream"]["chart_main_thread_share"] < 0.5
+    assert res["first"]["charts"] == 6 and res["first"]["draws"] >= 6, res["first"]
+    assert res["first"]["lastX"] == 100_000 - 1
+    assert res["seq"] == res["seq0"] + 5 + 40 and res["sent"] == [], "a delta was skipped or a snapshot requested"
+    assert res["lastX"] == 100_000 + 45 * 100 - 1
+    assert res["stream"]["deltas"] == 40 and res["stream"]["chart_draws"] > 0
+    s1, s2 = summaries(page)
+    assert s1 == s2 and set(s1) == {"reward_mean", "kl_mean", "loss", "entropy_mean", "grad_norm", "learning_rate"}
+    assert any(x1 == res["lastX"] for _n, _x0, x1, _y in s1["loss"]), s1["loss"]

@@ -1,0 +1,170 @@
+"""HealthChecks: the callback's alert rules on every run the dashboard shows that has no alerts of its own — a
+trainer_state.json log history, run files written another way, metrics added with `add_metrics`.
+
+A run counts as recorded by RLDKCallback when its run info says so (`writer`), not when it has alerts (a healthy
+callback run has none); such runs are never checked here. The checks run on a worker thread from the run's series
+columns (no records are kept for them): each new point is observed once, O(1) per record, and a run whose metrics
+file was read again whole is checked again from its start. Computed alerts carry `"computed": True`; they live
+in memory only and are never written to a run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from .alerts import AlertMonitor, AlertRules
+from .series import RunSeries
+
+logger = logging.getLogger(__name__)
+
+CALLBACK_WRITER = "RLDKCallback"
+"""The `writer` the callback puts in its run info."""
+_SKIPPED = ("ppo:", "ckpt:")
+
+Report = Callable[[str, list[dict[str, Any]]], None]
+
+
+class _RunCheck:
+    def __init__(self, monitor: AlertMonitor, generation: int) -> None:
+        self.monitor = monitor
+        self.generation = generation
+        self.observed: dict[str, int] = {}
+        self.kind: str | None = None
+
+
+class HealthChecks:
+    """Alert rules over the runs of one dashboard. `touch(run_id)` after its series gained points (under the
+    dashboard's lock); `report(run_id, alerts)` is called with new computed alerts, under that lock."""
+
+    def __init__(
+        self, runs: dict[str, RunSeries], lock: threading.RLock, report: Report, rules: AlertRules | None = None,
+        trainer_kind: Callable[[str], str | None] = lambda _run: None,
+    ) -> None:
+        self._runs = runs
+        self._lock = lock
+        self._report = report
+        self._rules = rules
+        self._trainer_kind = trainer_kind
+        self._checks: dict[str, _RunCheck] = {}
+        self._generations: dict[str, int] = {}
+        self._recorded: set[str] = set()
+        self._pending: set[str] = set()
+        self._pending_lock = threading.Lock()
+        self._working = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def recorded_by_callback(self, run_id: str) -> None:
+        """The run has alerts of its own: never check it (and forget what was computed for it)."""
+        self._recorded.add(run_id)
+
+    def is_recorded(self, run_id: str) -> bool:
+        return run_id in self._recorded
+
+    def restart(self, run_id: str) -> None:
+        """The run's metrics were read again whole: check it again from its first record."""
+        self._generations[run_id] = self._generations.get(run_id, 0) + 1
+
+    def touch(self, run_id: str) -> None:
+        if run_id in self._recorded or self._closed:
+            return
+        with self._pending_lock:
+            self._pending.add(run_id)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name="rldk-health", daemon=True)
+                self._thread.start()
+        self._wake.set()
+
+    def drain(self) -> None:
+        """Check everything pending now, on the calling thread (call without holding the dashboard's lock)."""
+        with self._working:
+            while True:
+                with self._pending_lock:
+                    if not self._pending:
+                        return
+                    run_id = self._pending.pop()
+                self._check(run_id)
+
+    def close(self) -> None:
+        self._closed = True
+        self._wake.set()
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=5)
+
+    def _work(self) -> None:
+        while not self._closed:
+            self._wake.wait(timeout=60)
+            self._wake.clear()
+            if self._closed:
+                return
+            try:
+                self.drain()
+            except Exception:  # noqa: BLE001 - the worker must survive a failing check
+                logger.exception("health check failed")
+
+    def _check(self, run_id: str) -> None:
+        """Observe the run's new points, merged into records by step (file order within a step)."""
+        with self._lock:
+            series = self._runs.get(run_id)
+            if series is None or run_id in self._recorded:
+                return
+            generation = self._generations.get(run_id, 0)
+            check = self._checks.get(run_id)
+            if check is None or check.generation != generation:
+                kind = self._trainer_kind(run_id) or _kind_from_names(series.columns)
+                check = self._checks[run_id] = _RunCheck(
+                    AlertMonitor(self._rules or AlertRules.for_trainer(kind)), generation
+                )
+                check.kind = kind
+            fresh = {}
+            for name, (xs, ys) in series.columns.items():
+                if name.startswith(_SKIPPED) or name == "timestamp":
+                    continue
+                start = check.observed.get(name, 0)
+                if len(xs) > start:
+                    fresh[name] = (np.array(xs[start:], dtype="f8"), np.array(ys[start:], dtype="f8"))
+                    check.observed[name] = len(xs)
+        if not fresh:
+            return
+        alerts: list[dict[str, Any]] = []
+        now = time.time()
+        for record in _records(fresh, check.kind):
+            for alert in check.monitor.observe(record):
+                alerts.append({**alert, "run_id": run_id, "timestamp": now, "computed": True})
+        if alerts:
+            with self._lock:
+                if self._generations.get(run_id, 0) == generation and run_id not in self._recorded:
+                    self._report(run_id, alerts)
+
+
+def _kind_from_names(names: Any) -> str | None:
+    from .trl_keys import detect_trainer_kind
+
+    return detect_trainer_kind(list(names))
+
+
+def _records(fresh: dict[str, tuple[np.ndarray, np.ndarray]], kind: str | None) -> list[dict[str, Any]]:
+    """Points of several series as records, one per step in step order (a stable merge keeps file order)."""
+    from .trl_keys import mapped_record
+
+    names = list(fresh)
+    steps = np.concatenate([fresh[name][0] for name in names])
+    values = np.concatenate([fresh[name][1] for name in names])
+    which = np.concatenate([np.full(len(fresh[name][0]), index) for index, name in enumerate(names)])
+    order = np.argsort(steps, kind="stable")
+    steps, values, which = steps[order].tolist(), values[order].tolist(), which[order].tolist()
+    records: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    for step, value, index in zip(steps, values, which):
+        if current is None or current["step"] != step:
+            current = {"step": int(step) if step.is_integer() else step}
+            records.append(current)
+        current[names[index]] = value
+    return [mapped_record(record, kind) for record in records]

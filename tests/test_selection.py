@@ -1,0 +1,121 @@
+"""Which runs the charts show (issue 17 §3/§5): all runs up to ten, else the ten with the newest records; the
+selection is the widget's (every view), set from code with `select()` or by a view; only selected runs' series
+travel (snapshot and deltas), newly selected runs arrive whole in the delta stream, deselected ones are dropped;
+the synced state stays bounded whatever the number of runs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rldk_widget import RLDKDashboard
+from rldk_widget.dashboard import SNAPSHOT_POINT_BUDGET
+from rldk_widget.store import RunStore
+
+from helpers import CommTap, decode
+
+
+def sweep(folder, runs: int, steps: int = 50, metrics: int = 5) -> list[str]:
+    ids = [f"run{index:03d}" for index in range(runs)]
+    for index, run in enumerate(ids):
+        RunStore(folder, run).append_metrics_many(
+            {"step": s, "timestamp": 1000.0 + index * 10 + s / 1000, **{f"m{k}": s * 0.01 + index for k in range(metrics)}}
+            for s in range(steps)
+        )
+    return ids
+
+
+def test_up_to_ten_runs_are_all_shown_and_new_ones_join(tmp_path):
+    ids = sweep(tmp_path, 4)
+    dash = RLDKDashboard.from_dir(tmp_path, auto_refresh=False)
+    try:
+        assert dash.selected == ids
+        RunStore(tmp_path, "run100").append_metrics({"step": 0, "m0": 1.0})
+        dash.update_data()
+        assert dash.selected == [*ids, "run100"]
+    finally:
+        dash.close()
+
+
+def test_more_than_ten_runs_show_the_ten_with_the_newest_records(tmp_path):
+    ids = sweep(tmp_path, 25)
+    dash = RLDKDashboard.from_dir(tmp_path, auto_refresh=False)
+    try:
+        assert dash.selected == ids[-10:]  # the newest timestamps
+        state = dash.get_state(["metrics"])["metrics"]
+        assert sorted(state["runs"]) == ids[-10:]
+        assert len(dash.metrics) == 25  # Python holds every run
+    finally:
+        dash.close()
+
+
+def test_select_from_code_sends_the_new_runs_whole_and_drops_the_others(tmp_path):
+    ids = sweep(tmp_path, 3)
+    dash = RLDKDashboard.from_dir(tmp_path, auto_refresh=False)
+    try:
+        tap = CommTap(dash, view=True)
+        dash.select([ids[2]])
+        dash.flush()
+        assert tap.view.run_ids == [ids[2]]
+        dash.select([ids[0], ids[2]])
+        dash.flush()
+        assert sorted(tap.view.run_ids) == [ids[0], ids[2]]
+        xs, _ = tap.view.series(ids[0], "m0")
+        assert xs.tolist() == list(range(50))
+        RunStore(tmp_path, ids[1]).append_metrics({"step": 50, "m0": 9.0})  # not shown: no points travel for it
+        RunStore(tmp_path, ids[0]).append_metrics({"step": 50, "m0": 9.0})
+        dash.update_data()
+        dash.flush()
+        assert ids[1] not in tap.view.run_ids
+        assert tap.view.series(ids[0], "m0")[0].tolist() == list(range(51))
+        with pytest.raises(ValueError, match="unknown run ids"):
+            dash.select(["nope"])
+        dash.select(None)
+        assert dash.selected == ids
+        assert not tap.wire_errors
+    finally:
+        dash.close()
+
+
+def test_a_view_that_selects_runs_gets_them(tmp_path):
+    ids = sweep(tmp_path, 3)
+    dash = RLDKDashboard.from_dir(tmp_path, auto_refresh=False)
+    try:
+        tap = CommTap(dash, view=True)
+        dash.set_state({"selected": [ids[1], "stale-run"]})  # what a view's model.set + save_changes does
+        dash.flush()
+        assert dash.selected == [ids[1]] and tap.view.run_ids == [ids[1]]
+        RunStore(tmp_path, "late").append_metrics({"step": 0, "m0": 1.0})
+        dash.update_data()
+        assert dash.selected == [ids[1]], "a view's choice is kept when runs appear"
+    finally:
+        dash.close()
+
+
+def test_the_synced_state_stays_bounded_with_hundreds_of_runs(tmp_path):
+    sweep(tmp_path, 120, steps=400, metrics=8)
+    dash = RLDKDashboard.from_dir(tmp_path, auto_refresh=False)
+    try:
+        state = dash.get_state()
+        size = len(json.dumps({k: v for k, v in state.items() if k != "_esm"}))
+        assert size < 1_000_000, size
+        points = sum(len(decode(s["x"])) for run in state["metrics"]["runs"].values() for s in run.values())
+        assert points <= SNAPSHOT_POINT_BUDGET * 1.05
+        assert len(state["run_ids"]) == 120 and len(state["selected"]) == 10
+    finally:
+        dash.close()
+
+
+def test_the_alerts_snapshot_keeps_the_newest_and_counts_the_older(tmp_path):
+    dash = RLDKDashboard(output_dir=tmp_path, run_id="r", auto_refresh=False)
+    try:
+        for step in range(700):
+            dash.add_alert({"type": "t", "message": f"m{step}", "step": step,
+                            "severity": "critical" if step < 100 else "warning"})
+        state = dash.get_state(["alerts", "metrics"])
+        assert [a["message"] for a in state["alerts"]] == [f"m{s}" for s in range(200, 700)]
+        assert state["metrics"]["alert_counts"] == {"info": 0, "warning": 100, "critical": 100}
+        assert len(dash.alerts) == 700
+    finally:
+        dash.close()

@@ -359,15 +359,19 @@ class AlertMonitor:
         """Alerts raised by one record (RLDKMetrics.to_dict() style, extra keys inline)."""
         self._step = int(as_number(record.get("step")) or 0)
         self._raised = []
-        if "eval_loss" in record:
-            self._evaluation(record)
         values = {
             key: number
             for key in self._read & record.keys()
             if (number := math.nan if (raw := record[key]) is None else as_number(raw)) is not None
         }
-        if not values:
-            return self._raised  # an evaluation record (or one without any metric the rules read)
+        if values:  # none in an evaluation record (its keys are all eval_*)
+            self._training(record, values)
+        if "eval_loss" in record:  # after the training part of a record that has both (a dashboard merges by step)
+            self._evaluation(record)
+        return self._raised
+
+    def _training(self, record: Mapping[str, Any], values: dict[str, float]) -> None:
+        """The training rules on the values they read from one record."""
         self._nonfinite(values)
         self._values_now = values
         finite = self._finite_now = {key: value for key, value in values.items() if math.isfinite(value)}
@@ -382,7 +386,6 @@ class AlertMonitor:
             self._reward_functions(record, finite)
         self._train_loss(finite)
         self._remember(values)
-        return self._raised
 
     # state -------------------------------------------------------------------------------------------------
     def _hist(self, metric: str) -> deque[float]:

@@ -423,3 +423,17 @@ def test_a_level_hovering_at_its_threshold_is_one_condition(metric, level, rules
         logs.append(log)
     alerts = observe(logs, "grpo", AlertRules(**rules))
     assert 1 <= len(alerts) <= 2, [(a["step"], a["type"]) for a in alerts]
+
+
+def test_a_record_with_training_and_eval_keys_is_both():
+    """A dashboard merges a run's series by step, so an evaluation step's record holds the training keys and the
+    eval_ keys together: the same alerts as the separate records the callback sees."""
+    history = inject(healthy_run("sft", 1500, 1, eval_every=20), "eval_divergence", 700, 0.05, kind="sft")
+    history = inject(history, "grad_explosion", 900, 20.0, kind="sft")
+    separate = observe(history, "sft")
+    merged: dict[int, dict] = {}
+    for log in history:
+        merged.setdefault(log["step"], {}).update(log)
+    together = observe(list(merged.values()), "sft")
+    assert [(a["type"], a["step"]) for a in together] == [(a["type"], a["step"]) for a in separate]
+    assert {a["type"] for a in separate} == {"eval_divergence", "grad_norm_explosion"}

@@ -2,11 +2,14 @@
 tiny Llama of rldk_widget.demo_models), same seed and data, without and with `trainer.add_callback(dash.callback())`
 (an RLDKDashboard with its defaults, delta messages serialised as a kernel would). Step time: the interval between
 consecutive `on_step_begin` events (generation, rewards, backward, optimizer, logging and every callback).
+Issue 15 adds live capture of completions: `dash.callback(trainer=trainer)`, which at each log also takes the
+trainer's generation batch and writes its samples (rendering, content keys, token counts with the trainer's
+tokenizer, one append to `{run_id}_samples.json`), measured in the same paired design.
 
 Two designs, each with an A/A control (the trainer alone in both arms) that prints its own noise floor:
-- paired segments (the check): in each run the callback is on for half of the 40-step segments, in a random order
+- paired segments (the checks): in each run the callback is on for half of the 40-step segments, in a random order
   of each pair; a 'with' segment ends by writing and sending everything queued, so none of its cost lands in the
-  next segment. Slow drifts of this shared VM hit both arms alike; mean step times, so that the batched passes
+  next segment. Main runs have the callback as before, capture runs with the trainer attached (samples recorded). Slow drifts of this shared VM hit both arms alike; mean step times, so that the batched passes
   (one per `write_interval`, 0.25 s) count in full.
 - separate runs: whole runs without and with the callback, alternating A B B A.
 
@@ -29,9 +32,12 @@ import common as c  # noqa: E402
 NAME = "overhead"
 RUN = "overhead_run"
 
-FULL = dict(paired_runs=12, pairs=4, segment=40, paired_warmup=20, steps=100, warmup=5, blocks=8, control_blocks=4)
-QUICK = dict(paired_runs=1, pairs=1, segment=4, paired_warmup=2, steps=8, warmup=2, blocks=1, control_blocks=1)
-# paired_runs: runs with the callback in half the segments, as many A/A control runs, alternating; each run has
+FULL = dict(paired_runs=12, capture_runs=8, pairs=4, segment=40, paired_warmup=20, steps=100, warmup=5, blocks=8,
+            control_blocks=4)
+QUICK = dict(paired_runs=1, capture_runs=1, pairs=1, segment=4, paired_warmup=2, steps=8, warmup=2, blocks=1,
+             control_blocks=1)
+# paired_runs: runs with the callback in half the segments, as many A/A control runs, alternating, and after every
+# pair of them one of `capture_runs` runs with the callback capturing completions (the trainer attached); each run has
 # paired_warmup steps (callback on, not timed), then `pairs` pairs of `segment` steps. blocks / control_blocks:
 # four separate runs each (A B B A), of `steps` steps of which the first `warmup` are not timed.
 
@@ -127,9 +133,11 @@ def grpo_trainer(assets: dict, out_dir: Path, steps: int, callbacks: list):
     return trainer
 
 
-def train_paired(assets: dict, tmp: Path, index: int, forward: bool, cfg: dict) -> dict:
-    """One run of paired segments; `forward=False` is the A/A control (the same arms, the callback never called)."""
+def train_paired(assets: dict, tmp: Path, index: int, forward: bool, cfg: dict, capture: bool = False) -> dict:
+    """One run of paired segments; `forward=False` is the A/A control (the same arms, the callback never called);
+    `capture`: the callback records the trainer's completions too."""
     from rldk_widget import RLDKDashboard
+    from rldk_widget.sample_index import SampleIndex
 
     rng = random.Random(index)
     arms = ["warmup"] * cfg["paired_warmup"]
@@ -139,20 +147,29 @@ def train_paired(assets: dict, tmp: Path, index: int, forward: bool, cfg: dict) 
     dash = RLDKDashboard(tmp / f"logs_{index}", run_id=RUN)
     tap = c.CommTap(dash)
     timer = make_step_timer()
-    trainer = grpo_trainer(assets, tmp / f"out_{index}", len(arms) + 1,
-                           [timer, make_alternating_gate(dash.callback(), dash, arms, forward)])
+    trainer = grpo_trainer(assets, tmp / f"out_{index}", len(arms) + 1, [timer])
+    callback = dash.callback(trainer=trainer if capture else None)
+    hook_times = time_calls(callback, "on_log")  # the training thread's share: on_log (with its passes) ...
+    flush_times = time_calls(dash, "flush")  # ... and the flush ending each 'with' segment
+    trainer.add_callback(make_alternating_gate(callback, dash, arms, forward))
     gc.collect()
     trainer.train()
     dash.flush()
     rows = len(dash.to_dataframe())
     expected = len(arms) - arms.count("without") if forward else 0
     assert rows == expected, f"the dashboard shows {rows} steps of the {expected} logged to it"
+    if capture:
+        samples = SampleIndex(RUN, tmp / f"logs_{index}" / f"{RUN}_samples.json")
+        samples.update_all()
+        assert len(samples.steps()) == expected, f"samples of {len(samples.steps())} steps of {expected}"
     dash.close()
     step_wall: dict[str, list[float]] = {"with": [], "without": []}
     for arm, seconds in zip(arms, [b - a for a, b in zip(timer.wall, timer.wall[1:])]):
         if arm != "warmup":
             step_wall[arm].append(seconds)
-    return {"step_wall": step_wall, "messages": tap.count()}
+    logged = len(arms) - arms.count("without")
+    thread_s = (sum(hook_times) + sum(flush_times[:-1])) / logged if forward and logged else 0.0
+    return {"step_wall": step_wall, "messages": tap.count(), "thread_per_log_s": thread_s}
 
 
 def train_separately(assets: dict, tmp: Path, index: int, with_dashboard: bool, cfg: dict) -> dict:
@@ -231,14 +248,18 @@ def main(argv: list[str] | None = None) -> dict:
         for with_dashboard in (False, True):  # untimed: first-run costs (imports, kernels, file cache)
             train_separately(assets, tmp, -1 - with_dashboard, with_dashboard, cfg)
         index = 0
+        variants = []
         for pair in range(cfg["paired_runs"]):
-            for forward in ((True, False) if pair % 2 == 0 else (False, True)):
-                run = train_paired(assets, tmp, index, forward, cfg)
-                run["variant"] = "paired" if forward else "paired control"
-                paired.append(run)
-                index += 1
-                print(f"  paired run {len(paired)}/{2 * cfg['paired_runs']} {run['variant']:14s}: mean step "
-                      f"with ÷ without {paired_ratio([run]):.3f}", flush=True)
+            variants += ["paired", "paired control"] if pair % 2 == 0 else ["paired control", "paired"]
+            if pair < cfg["capture_runs"]:
+                variants.append("paired capture")
+        for variant in variants:
+            run = train_paired(assets, tmp, index, variant != "paired control", cfg, variant == "paired capture")
+            run["variant"] = variant
+            paired.append(run)
+            index += 1
+            print(f"  paired run {len(paired)}/{len(variants)} {run['variant']:14s}: mean step "
+                  f"with ÷ without {paired_ratio([run]):.3f}", flush=True)
         order = separate_order(cfg)
         for block, variant in order:
             run = train_separately(assets, tmp, index, variant == "with", cfg)
@@ -286,10 +307,13 @@ def report(args, cfg: dict, paired: list[dict], separate: list[dict], versions: 
     rng = random.Random(0)
     main_runs = [r for r in paired if r["variant"] == "paired"]
     control_runs = [r for r in paired if r["variant"] == "paired control"]
+    capture_runs = [r for r in paired if r["variant"] == "paired capture"]
     ratio, control_ratio = paired_ratio(main_runs), paired_ratio(control_runs)
     interval, control_interval = bootstrap_interval(main_runs, rng), bootstrap_interval(control_runs, rng)
+    capture_ratio, capture_interval = paired_ratio(capture_runs), bootstrap_interval(capture_runs, rng)
     run_ratios = [paired_ratio([r]) for r in main_runs]
     control_run_ratios = [paired_ratio([r]) for r in control_runs]
+    capture_run_ratios = [paired_ratio([r]) for r in capture_runs]
 
     paired_table = c.Table(
         f"Paired segments: GRPO step time with and without callback + dashboard in the same runs ({cfg['pairs']} "
@@ -297,8 +321,9 @@ def report(args, cfg: dict, paired: list[dict], separate: list[dict], versions: 
         "untimed steps)",
         ["runs", "arm", "steps timed", "step mean", "step median (p90)", "mean ÷ without"],
     )
-    for label, runs in (("callback on in 'with' segments", main_runs), ("A/A control: callback never called",
-                                                                          control_runs)):
+    for label, runs in (("callback on in 'with' segments", main_runs),
+                        ("callback + live capture of completions on", capture_runs),
+                        ("A/A control: callback never called", control_runs)):
         without_mean = statistics.fmean([x for r in runs for x in r["step_wall"]["without"]])
         for arm in ("without", "with"):
             steps = [x for r in runs for x in r["step_wall"][arm]]
@@ -310,6 +335,18 @@ def report(args, cfg: dict, paired: list[dict], separate: list[dict], versions: 
     paired_table.note(f"With ÷ without, mean step time: {ratio:.3f}× (95% interval {interval[0]:.3f} … "
                       f"{interval[1]:.3f}, {BOOTSTRAP} resamples of the runs); per run "
                       f"{', '.join(f'{x:.3f}' for x in run_ratios)}.")
+    paired_table.note(f"With live capture of completions (`dash.callback(trainer=trainer)`: each log's generation "
+                      f"batch of 4 samples recorded, token counts with the trainer's tokenizer), with ÷ without: "
+                      f"{capture_ratio:.3f}× (95% interval {capture_interval[0]:.3f} … {capture_interval[1]:.3f}); "
+                      f"per run {', '.join(f'{x:.3f}' for x in capture_run_ratios)}.")
+    main_thread = c.summary([r["thread_per_log_s"] for r in main_runs])["median"]
+    capture_thread = c.summary([r["thread_per_log_s"] for r in capture_runs])["median"]
+    base_step = statistics.fmean([x for r in main_runs + capture_runs for x in r["step_wall"]["without"]])
+    paired_table.note(f"Training-thread time per logged step in the 'with' segments (RLDKCallback.on_log with the "
+                      f"batched passes it runs, and the segment-end flush; median over the runs): callback "
+                      f"{c.fmt_time(main_thread)}, with live capture {c.fmt_time(capture_thread)} = "
+                      f"{100 * main_thread / base_step:.2f}% and {100 * capture_thread / base_step:.2f}% of the mean "
+                      f"step without: the capture's own cost, resolved below the step-time noise.")
     paired_table.note(f"A/A control, the same arms with the callback never called: {control_ratio:.3f}× (95% "
                       f"interval {control_interval[0]:.3f} … {control_interval[1]:.3f}); per run "
                       f"{', '.join(f'{x:.3f}' for x in control_run_ratios)}: the resolution of the ratio above.")
@@ -370,10 +407,15 @@ def report(args, cfg: dict, paired: list[dict], separate: list[dict], versions: 
     checks = c.Checks()
     checks.add("GRPO mean step time, with ÷ without (paired segments)", ratio, TARGET_RATIO, "ratio",
                shown=f"{ratio:.3f}× (95% {interval[0]:.3f} … {interval[1]:.3f}; A/A {control_ratio:.3f}×)")
+    checks.add("GRPO mean step time with live capture of completions, with ÷ without (paired segments)",
+               capture_ratio, TARGET_RATIO, "ratio",
+               shown=f"{capture_ratio:.3f}× (95% {capture_interval[0]:.3f} … {capture_interval[1]:.3f})")
     data = {"config": cfg, "versions": versions, "torch_threads": threads,
             "paired": {"ratio": ratio, "interval": interval, "run_ratios": run_ratios,
                        "control_ratio": control_ratio, "control_interval": control_interval,
-                       "control_run_ratios": control_run_ratios},
+                       "control_run_ratios": control_run_ratios, "capture_ratio": capture_ratio,
+                       "capture_interval": capture_interval, "capture_run_ratios": capture_run_ratios,
+                       "thread_per_log_s": {"callback": main_thread, "capture": capture_thread}},
             "separate": {"ratio": separate_ratio, "control_ratio": separate_control, "block_ratios": blocks,
                          "control_block_ratios": control_blocks, "on_log_s": hook, "listener_s": listener,
                          "background_cpu_per_step_s": background},

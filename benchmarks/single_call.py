@@ -538,7 +538,7 @@ def main(argv: list[str] | None = None) -> dict | int:
          "after the last call of a block", "÷ rldk_widget"],
     )
     for r in calls:
-        pc, cpu, settle = r["per_call_s"], r["cpu_per_call_s"], r["settle_s"]
+        pc, cpu = r["per_call_s"], r["cpu_per_call_s"]
         if r["writer"] in ("rldk_widget", "old path"):
             after = "on disk at return; views: " + _lag_text(r)
         elif r["writer"] == "trackio":

@@ -7,7 +7,6 @@ how long it holds the GIL against a training thread, and the bytes it adds to a 
 
 from __future__ import annotations
 
-import base64
 import gc
 import shutil
 import statistics

@@ -11,7 +11,7 @@ from typing import Any
 from .dashboard import RLDKDashboard
 from .metrics import RLDKMetrics
 
-__all__ = ["RLDKDashboard", "RLDKMetrics", "RLDKCallback", "AlertRules"]
+__all__ = ["RLDKDashboard", "RLDKMetrics", "RLDKCallback", "AlertRules", "SampleSettings"]
 __version__ = "0.1.0"
 
 
@@ -24,4 +24,8 @@ def __getattr__(name: str) -> Any:
         from .alerts import AlertRules
 
         return AlertRules
+    if name == "SampleSettings":
+        from .samples import SampleSettings
+
+        return SampleSettings
     raise AttributeError(f"module 'rldk_widget' has no attribute {name!r}")

@@ -1,5 +1,6 @@
-"""RLDKCallback: a transformers TrainerCallback that writes TRL logs, alerts and checkpoint stats to a RunStore
-and tells listeners (e.g. a dashboard) about every record. Rank zero only; never raises into training."""
+"""RLDKCallback: a transformers TrainerCallback that writes TRL logs, alerts, checkpoint stats and (with the trainer
+attached) the completions behind the rewards to a RunStore, and tells listeners (e.g. a dashboard) about every
+record. Rank zero only; never raises into training."""
 
 from __future__ import annotations
 
@@ -23,16 +24,17 @@ from .health import CALLBACK_WRITER
 from .inbox import EventInbox
 from .metrics import as_number
 from .run_config import capture_run_config
-from .store import RunStore, default_run_id, validate_run_id
+from .samples import RawBatch, SampleSettings, batch_records
+from .store import SAMPLES_KIND, RunStore, default_run_id, validate_run_id
 from .trl_keys import detect_trainer_kind, is_eval_log, is_summary_log, kind_from_class, log_record, ppo_keys
 
 logger = logging.getLogger(__name__)
 
 Listener = Callable[[str, dict[str, Any]], None]
-LISTENER_KINDS: tuple[str, ...] = ("metrics", "alert", "ppo_metrics", "checkpoint_summary", "run_info")
+LISTENER_KINDS: tuple[str, ...] = ("metrics", "alert", "ppo_metrics", "checkpoint_summary", "run_info", "samples")
 _FILE_OF_KIND = {"metrics": "metrics", "alert": "alerts", "ppo_metrics": "ppo_metrics"}
 _LIVE_CALLBACKS: "weakref.WeakSet[RLDKCallback]" = weakref.WeakSet()
-_ARGUMENTS = ("output_dir", "run_id", "log_interval", "alert_rules", "write_interval")
+_ARGUMENTS = ("output_dir", "run_id", "log_interval", "alert_rules", "write_interval", "trainer", "samples")
 
 
 def _guarded(hook: Callable[..., None]) -> Callable[..., None]:
@@ -56,9 +58,16 @@ class RLDKCallback(TrainerCallback):
     Files (in `output_dir`, see `RunStore`): one metrics record per log (TRL keys mapped by `trl_keys`, raw keys
     kept), alerts from `AlertMonitor`, a checkpoint-summary row per save and, for PPO, a row of PPO keys per log.
     Listeners added with `add_listener(fn)` are called as `fn(kind, record)` after each record was written,
-    kind in "metrics" | "alert" | "ppo_metrics" | "checkpoint_summary" | "run_info" ("run_info" records are
-    updates of `run_info`: max_steps, trainer and the run's configuration — `run_config.capture_run_config` — at
-    the start, the train_runtime summary at the end).
+    kind in "metrics" | "alert" | "ppo_metrics" | "checkpoint_summary" | "run_info" | "samples" ("run_info" records
+    are updates of `run_info`: max_steps, trainer, output folders and the run's configuration — `run_config.capture_run_config` — at the start, the train_runtime summary at the
+    end; "samples" comes once per recorded batch as `{"run_id", "step", "count"}`, the samples being in
+    `{run_id}_samples.json`).
+
+    Completions: with `trainer=` (or `attach(trainer)`) the callback also records, at each training log, the
+    trainer's last generation batch (TRL GRPO / RLOO; read through `trl_samples.LiveCapture`), bounded by `samples`
+    (a `SampleSettings`: per step, every n-th log, a per-text cap; `samples=False` records none). A batch already
+    recorded (logging more often than generating) is not recorded again. If the trainer's private state cannot be
+    read, capture stops with one warning and training goes on.
 
     `on_log` only queues the log. The logs of the last `write_interval` seconds are written together (one
     append per file, see inbox.py): at once when steps are slower than that, else at the next log after the
@@ -75,6 +84,8 @@ class RLDKCallback(TrainerCallback):
         log_interval: int = 1,
         alert_rules: AlertRules | None = None,
         write_interval: float = 0.25,
+        trainer: Any = None,
+        samples: bool | SampleSettings = True,
         **unknown: Any,
     ) -> None:
         reject_unknown("RLDKCallback()", unknown, _ARGUMENTS)
@@ -88,6 +99,8 @@ class RLDKCallback(TrainerCallback):
             raise ValueError(f"write_interval must be a number of seconds from 0 to 60, got {write_interval!r}")
         if alert_rules is not None and not isinstance(alert_rules, AlertRules):
             raise TypeError(f"alert_rules must be an AlertRules or None, got {type(alert_rules).__name__}")
+        if not isinstance(samples, (bool, SampleSettings)):
+            raise TypeError(f"samples must be a bool or a SampleSettings, got {type(samples).__name__}")
         self.output_dir = Path(output_dir)
         self.run_id = validate_run_id(run_id) if run_id is not None else default_run_id()
         self.log_interval = log_interval
@@ -100,8 +113,48 @@ class RLDKCallback(TrainerCallback):
         self._monitor: AlertMonitor | None = None
         self._last_weight_norm: float | None = None
         self._warned: set[str] = set()
+        self.sample_settings: SampleSettings | None = (
+            samples if isinstance(samples, SampleSettings) else SampleSettings() if samples else None
+        )
+        self._capture: Any = None
         self._queued_logs = EventInbox(self._write_logs, name="rldk-callback-writes", coalesce_s=write_interval)
         _LIVE_CALLBACKS.add(self)
+        if trainer is not None:
+            self._watch(trainer)
+
+    # completions -------------------------------------------------------------------------------------------
+    def attach(self, trainer: Any) -> "RLDKCallback":
+        """Record the completions of `trainer` too (as `RLDKCallback(..., trainer=trainer)` does), and add this
+        callback to it if it is not there yet: `dash.callback().attach(trainer)`. Returns the callback."""
+        self._watch(trainer)
+        handler = getattr(trainer, "callback_handler", None)
+        if handler is not None and self not in getattr(handler, "callbacks", ()):
+            trainer.add_callback(self)
+        return self
+
+    def _watch(self, trainer: Any) -> None:
+        if self.sample_settings is None:
+            return
+        from .trl_samples import LiveCapture
+
+        self._capture = LiveCapture(trainer, self.sample_settings)
+        if self._capture.problem is not None:
+            self._capture_failed(self._capture.problem)
+
+    def _capture_failed(self, problem: str, error: BaseException | None = None) -> None:
+        trainer_class = getattr(self._capture, "trainer_class", "the trainer")
+        self._problem(
+            f"samples:{problem}", f"RLDKCallback: completions of {trainer_class} are not recorded: {problem}", error
+        )
+
+    def _snapshot(self, step: int, logs: dict[str, Any]) -> RawBatch | None:
+        """The trainer's batch to record at this log (references only; the records are built by the write pass)."""
+        try:
+            return self._capture.snapshot(step, logs)
+        except Exception as err:  # noqa: BLE001 - a renamed private attribute must not break training
+            self._capture.disable(f"{type(err).__name__}: {err}")
+            self._capture_failed(self._capture.problem, err)
+            return None
 
     # listeners -----------------------------------------------------------------------------------------------
     def add_listener(self, fn: Listener) -> None:
@@ -135,10 +188,12 @@ class RLDKCallback(TrainerCallback):
         self.trainer_kind = kind_from_class(args) or self.trainer_kind
         now = time.time()
         config = capture_run_config(args, state, kwargs.get("model"), kwargs.get("processing_class"))
-        self._update_run_info(
-            {"max_steps": self.max_steps, "trainer": self.trainer_kind, "started": now, "timestamp": now,
-             "writer": CALLBACK_WRITER, "config": config}
-        )
+        info = {"max_steps": self.max_steps, "trainer": self.trainer_kind, "started": now, "timestamp": now,
+                "writer": CALLBACK_WRITER, "config": config}
+        info.update(_output_folders(args))
+        if self._capture is not None and self._capture.active:
+            info.update(self._capture.describe())
+        self._update_run_info(info)
 
     @_guarded
     def on_log(
@@ -151,7 +206,10 @@ class RLDKCallback(TrainerCallback):
     ):
         if not state.is_world_process_zero or not logs:
             return
-        self._queued_logs.put((state.global_step, time.time(), dict(logs)))
+        batch = None
+        if self._capture is not None and not is_summary_log(logs) and not is_eval_log(logs):
+            batch = self._snapshot(state.global_step, logs)
+        self._queued_logs.put((state.global_step, time.time(), dict(logs), batch))
         if is_summary_log(logs):  # the end of training: its run info is written at once
             self.flush()
 
@@ -212,15 +270,23 @@ class RLDKCallback(TrainerCallback):
             self._store = RunStore(self.output_dir, self.run_id)
         return self._store
 
-    def _write_logs(self, queued: list[tuple[int, float, dict[str, Any]]]) -> None:
-        """The queue's pass: turn each (step, time, log) into records, write each file's records in one append,
-        then tell the listeners. A log that fails is reported and skipped; the others are written."""
-        records: dict[str, list[dict[str, Any]]] = {"metrics": [], "alert": [], "ppo_metrics": []}
-        for step, now, logs in queued:
+    def _write_logs(self, queued: list[tuple[int, float, dict[str, Any], RawBatch | None]]) -> None:
+        """The queue's pass: turn each (step, time, log, batch) into records, write each file's records in one
+        append, then tell the listeners. A log that fails is reported and skipped; the others are written."""
+        records: dict[str, list[dict[str, Any]]] = {"metrics": [], "alert": [], "ppo_metrics": [], SAMPLES_KIND: []}
+        for step, now, logs, batch in queued:
             try:
                 self._records_of_log(step, now, logs, records)
             except Exception as err:  # noqa: BLE001 - the training loop must go on
                 self._problem(f"on_log:{type(err).__name__}", f"RLDKCallback.on_log failed: {err!r}", err)
+            if batch is not None:
+                try:
+                    records[SAMPLES_KIND].extend(
+                        batch_records(batch, self.sample_settings, self.run_id, now, self._capture.count_tokens())
+                    )
+                except Exception as err:  # noqa: BLE001
+                    self._problem(f"samples:{type(err).__name__}", f"RLDKCallback: recording samples failed: {err!r}",
+                                  err)
         self._write_and_tell(records)
 
     def _records_of_log(self, step: int, now: float, logs: dict[str, Any], records: dict[str, list]) -> None:
@@ -249,6 +315,10 @@ class RLDKCallback(TrainerCallback):
         """Write each listener kind's records to its file, then tell the listeners about the ones written."""
         written = {kind: self._write(kind, batch) for kind, batch in records.items() if batch}
         for kind, batch in written.items():
+            if kind == SAMPLES_KIND:  # one event per recorded batch, not per sample
+                for step, count in _count_by_step(batch).items():
+                    self._emit(kind, {"run_id": self.run_id, "step": step, "count": count})
+                continue
             for record in batch:
                 self._emit(kind, record if "run_id" in record else {**record, "run_id": self.run_id})
 
@@ -287,6 +357,24 @@ class RLDKCallback(TrainerCallback):
         self._warned.add(key)
         logger.error(message, exc_info=error)
         warnings.warn(f"{message} (training continues; repeats are only logged)", RuntimeWarning, stacklevel=2)
+
+
+def _count_by_step(records: list[dict[str, Any]]) -> dict[int, int]:
+    counts: dict[int, int] = {}
+    for record in records:
+        counts[record["step"]] = counts.get(record["step"], 0) + 1
+    return counts
+
+
+def _output_folders(args: Any) -> dict[str, Any]:
+    """The trainer's output folder, and where TRL writes completions parquet files when `log_completions` is on
+    (absolute paths: a dashboard in another process may run elsewhere)."""
+    output_dir = getattr(args, "output_dir", None)
+    if not isinstance(output_dir, (str, os.PathLike)):
+        return {}
+    folder = os.path.abspath(output_dir)
+    completions = os.path.join(folder, "completions") if getattr(args, "log_completions", False) is True else None
+    return {"trainer_output_dir": folder, "completions_dir": completions}
 
 
 def _number(value: Any) -> float | None:

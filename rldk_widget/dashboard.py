@@ -40,7 +40,11 @@ from .hf_state import trainer_state_run_id
 from .run_summary import RunSummary
 from .runs import Sweep, runs_table
 from .runs_payload import table_payload
-from .store import RunData, RunStore, default_run_id, validate_run_id
+from .store import SAMPLES_KIND, RunData, RunStore, default_run_id, validate_run_id
+from .trl_samples import completions_folder
+from .sample_service import SampleService
+from .static_output import MAX_PNG_BYTES as PICTURE_PNG_BYTES
+from .static_output import StaticOutput, static_output_wanted
 from .subshell import SubshellRoute
 from .traits import LiveTrait, MetricsView
 from .transport import DeltaChannel
@@ -59,7 +63,8 @@ _FILE_OF_EVENT = {"alert": "alerts"}
 """RLDKCallback event kinds whose run file has another name (the others are named as the event)."""
 _DEFAULT_PORT = 8501
 _CONSTRUCTOR_ARGS = (
-    "output_dir", "port", "auto_refresh", "run_id", "refresh_interval", "alert_rules", "storage_options"
+    "output_dir", "port", "auto_refresh", "run_id", "refresh_interval", "alert_rules", "static_picture",
+    "storage_options",
 )
 WIDGET_KWARGS = ("layout", "tabbable", "tooltip", "_dom_classes")
 """ipywidgets layout arguments users pass to any widget; they go to the widget unchanged."""
@@ -122,6 +127,11 @@ class RLDKDashboard(anywidget.AnyWidget):
     default_charts = traitlets.List(traitlets.Unicode()).tag(sync=True)
     runs_table = traitlets.Dict().tag(sync=True)
     """The runs table (folder mode): {"columns": [{"key", "label", "kind", "group"}], "rows": [[...]], "total"}."""
+    samples = traitlets.Dict().tag(sync=True)
+    """Per run with completions: its samples' summary (steps, first and last step, reward functions); the pages
+    travel on request (sample_service.py)."""
+    samples_recent = traitlets.Dict().tag(sync=True)
+    """The newest steps' pages of samples (≤ 256 KB), refreshed after each cell: what a saved notebook shows."""
     selected = traitlets.List(traitlets.Unicode()).tag(sync=True)
     """The runs the charts show, in colour order (every view of the widget shows the same); see `select`."""
 
@@ -133,12 +143,15 @@ class RLDKDashboard(anywidget.AnyWidget):
         run_id: str | None = None,
         refresh_interval: float = 5.0,
         alert_rules: AlertRules | None = None,
+        static_picture: bool | None = None,
         storage_options: Mapping[str, Any] | None = None,
         **widget_kwargs: Any,
     ) -> None:
         """`alert_rules`: thresholds of the health checks the dashboard runs on runs without alerts of their own
-        (default: `AlertRules.for_trainer` of each run's trainer kind). `storage_options` is for remote folders
-        (fsspec URLs); a local folder does not use it.
+        (default: `AlertRules.for_trainer` of each run's trainer kind). `static_picture`: put a picture of the
+        charts and a summary under the live view when it is displayed, kept current, so a saved notebook shows the
+        run where widgets cannot (default: yes, except in Colab; static_output.py). `storage_options` is for remote
+        folders (fsspec URLs); a local folder does not use it.
         `widget_kwargs`: ipywidgets layout arguments (layout, tabbable, tooltip); anything else is a TypeError."""
         reject_unknown("RLDKDashboard()", widget_kwargs, [*_CONSTRUCTOR_ARGS, *WIDGET_KWARGS])
         self._local = threading.local()
@@ -198,7 +211,13 @@ class RLDKDashboard(anywidget.AnyWidget):
             self._read_back_appends, name="rldk-append-read-back", coalesce_s=APPEND_READ_BACK_S,
             tail_look_s=APPEND_READ_BACK_S / 2, quiet_s=APPEND_READ_BACK_S,
         )
+        self._static_picture = static_output_wanted() if static_picture is None else bool(static_picture)
+        self._static = StaticOutput(self._render_picture, self._picture_version)
         self.pages = PageServer(self.send, name="rldk-pages")
+        self._samples = SampleService(self.pages, self._samples_changed)
+        self._samples_sent_at = -math.inf
+        self._samples_timer: threading.Timer | None = None
+        self._closed = False
         self._route = SubshellRoute()
         self._route.open(self.comm)
         self.on_msg(self._on_view_message)
@@ -305,9 +324,7 @@ class RLDKDashboard(anywidget.AnyWidget):
     def _adopt(self, run_id: str) -> None:
         if self._sweep is None or run_id in self._summaries or run_id not in self._sweep.runs:
             return
-        reader = self._hf_readers.get(run_id)
-        if reader is None and self._sweep.runs[run_id].source == "hf":
-            reader = self._hf_readers[run_id] = TrainerStateReader(self._sweep.runs[run_id].folder)
+        reader = self._hf_reader(run_id) if self._sweep.runs[run_id].source == "hf" else None
         self._summaries[run_id] = self._sweep.adopt(run_id, reader)
         series = self._runs.get(run_id)
         if series is not None and series.columns:
@@ -350,12 +367,21 @@ class RLDKDashboard(anywidget.AnyWidget):
         if ref is None:
             return None
         if ref.source == "hf":
-            reader = self._hf_readers[run_id] = TrainerStateReader(ref.folder)
-            return reader
+            return self._hf_reader(run_id)
         return self._store(run_id, Path(ref.folder), ref.file_stem)
+
+    def _hf_reader(self, run_id: str) -> TrainerStateReader:
+        """A Hugging Face folder's reader (its trainer_state.json files), and its completions indexed."""
+        reader = self._hf_readers.get(run_id)
+        if reader is None:
+            folder = self._refs[run_id].folder if run_id in self._refs else self._sweep.runs[run_id].folder
+            reader = self._hf_readers[run_id] = TrainerStateReader(folder)
+            self._samples.watch(run_id, completions_dir=completions_folder(folder))
+        return reader
 
     def _poll_trainer_state(self, run_id: str, reader: TrainerStateReader) -> None:
         """A Hugging Face output folder: its trainer_state.json log history."""
+        self._samples.touch(run_id)
         records, reset, problems = reader.read_new()
         if not (records or reset or problems):
             return
@@ -438,6 +464,44 @@ class RLDKDashboard(anywidget.AnyWidget):
         with panel:
             display(self)
 
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        """Displayed in a cell: the live view, and under it the picture that a saved notebook keeps (static_output)."""
+        bundle = self._repr_mimebundle_(**kwargs)
+        if isinstance(bundle, tuple):
+            bundle = bundle[0]
+        if self._static_picture:
+            self._static.display(bundle)
+        else:
+            from IPython.display import display
+
+            display(bundle, raw=True)
+
+    def freeze(self) -> None:
+        """Replace the live views displayed in cells by a picture of the charts and a summary (what a notebook shared
+        on GitHub or converted with nbconvert shows). `save_html` is the full interactive export; `dash` in a cell
+        shows the live view again."""
+        self._catch_up()
+        self._static.freeze()
+
+    def _picture_version(self) -> Any:
+        """Changes whenever what the picture shows may have changed."""
+        return (self._channel.seq, len(self._alerts), tuple(self.selected), tuple(self.default_charts))
+
+    def _render_picture(self) -> dict[str, Any]:
+        from .static_view import StaticData, render
+
+        with self._lock:
+            data = StaticData.collect(
+                self._runs, [run for run in self.selected if run in self._runs], list(self.default_charts) or None,
+                self._alerts[-SNAPSHOT_ALERTS:], dict(self.info), dict(self.status),
+            )
+        picture = render(data, max_png_bytes=PICTURE_PNG_BYTES)
+        return {
+            "image/png": picture.png_base64(),
+            "text/html": picture.html_with_image(),
+            "text/plain": f"RLDK dashboard picture at step {picture.step} (the live view is the widget above)",
+        }
+
     def start_dashboard(self) -> None:
         """The original dashboard's entry point: displays the widget in the current cell (outside a notebook it
         says, in one line, what to do instead)."""
@@ -485,6 +549,37 @@ class RLDKDashboard(anywidget.AnyWidget):
                 continue
             records.extend(record if "run_id" in record else {**record, "run_id": run_id} for record in run_records)
         return records
+
+    def completions(self, step: int | None = None, run_id: str | None = None) -> pd.DataFrame:
+        """The samples behind the rewards: one row per completion (step, prompt, completion, reward, one column per
+        reward function, advantage, completion_length, truncated, empty, cut, ...), of every step or one, of every
+        run (with a run_id column) or one; each sample once, at the first step it appeared."""
+        self._catch_up()
+        return self._samples.completions(step=step, run_id=run_id)
+
+    def _samples_changed(self) -> None:
+        """A run's samples gained steps (on the samples worker): the views' summary, at most once a second (a change
+        within the second is sent when it ends)."""
+        wait = self._samples_sent_at + 1.0 - time.monotonic()
+        if wait > 0:
+            with self._lock:
+                if self._samples_timer is None and not self._closed:
+                    self._samples_timer = threading.Timer(wait, self._send_samples_summary)
+                    self._samples_timer.name = "rldk-samples-summary"
+                    self._samples_timer.daemon = True
+                    self._samples_timer.start()
+            return
+        self._send_samples_summary()
+
+    def _send_samples_summary(self) -> None:
+        with self._lock:
+            self._samples_timer = None
+            if self._closed:
+                return
+            self._samples_sent_at = time.monotonic()
+            summaries = self._samples.summaries()
+            if summaries != self.samples:
+                self.samples = summaries
 
     def runs(self) -> pd.DataFrame:
         """The runs table as a DataFrame: one row per run — id, display name, trainer kind, status (running /
@@ -567,6 +662,8 @@ class RLDKDashboard(anywidget.AnyWidget):
                 "info": dict(self.info),
                 "default_charts": list(self.default_charts),
                 "selected": list(self.selected),
+                "samples": dict(self.samples),
+                "samples_recent": self._samples.recent_pages(),
             }
             shown = list(self.selected)
             runs = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "") or "no runs"
@@ -605,6 +702,10 @@ class RLDKDashboard(anywidget.AnyWidget):
         if not hasattr(self, "_appends"):  # a constructor that raised: only the widget itself exists
             super().close()
             return
+        with self._lock:
+            self._closed = True
+            if self._samples_timer is not None:
+                self._samples_timer.cancel()
         self.disable_auto_refresh()
         for callback in list(self._callbacks):
             self.disconnect_callback(callback)
@@ -613,8 +714,10 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._inbox.close()
         self._channel.close()
         self.pages.close()
+        self._samples.close()
         self._route.close()
         self._health.close()
+        self._static.close()
         unregister_post_run_cell(self._cell_end_hook)
         with self._lock:
             for store in self._stores.values():
@@ -630,6 +733,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             store = self._stores[run_id] = RunStore(folder, file_stem or run_id, follow=True)
             self._loaded.add(run_id)
             self._ensure_run(run_id)
+            self._samples.watch(run_id, samples_path=store.path(SAMPLES_KIND))
         return store
 
     def _writable_store(self, run_id: str) -> RunStore:
@@ -754,8 +858,11 @@ class RLDKDashboard(anywidget.AnyWidget):
             self._ingest(run_id, data, store.write_errors)
             if not data.more:
                 break
+        self._samples.touch(run_id)
         info = store.read_info()
         if info is not None:
+            if isinstance(info.get("completions_dir"), str):
+                self._samples.watch(run_id, completions_dir=info["completions_dir"])
             if info.get("writer") == CALLBACK_WRITER:
                 self._recorded_by_callback(run_id)
             self.set_run_info(run_id, info.get("max_steps"), info.get("trainer"), info.get("started"))
@@ -892,6 +999,8 @@ class RLDKDashboard(anywidget.AnyWidget):
                 if run_id is not None:
                     self._ensure_run(run_id)
                     self.set_run_info(run_id, record.get("max_steps"), record.get("trainer"), record.get("started"))
+                    if isinstance(record.get("completions_dir"), str):
+                        self._samples.watch(run_id, completions_dir=record["completions_dir"])
             return
         for callback in tuple(self._callbacks):
             if run_id is None or callback.run_id == run_id:
@@ -905,6 +1014,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._inbox.drain()
         self._appends.drain()
         self._health.drain()
+        self._samples.drain()
 
     def _handle_callback_events(self, events: list[Any]) -> None:
         """The callback inbox's pass (on the training thread when due, else on its worker): read what connected
@@ -915,6 +1025,9 @@ class RLDKDashboard(anywidget.AnyWidget):
                 if callback is None:
                     continue
                 self._store(run_id, Path(callback.output_dir))
+                if kind == SAMPLES_KIND:
+                    self._samples.touch(run_id)  # the index reads them (sample_service.py), not the series
+                    continue
                 self._poll_safely(run_id, (kind,))
                 self.set_run_info(run_id, callback.max_steps, callback.trainer_kind)
 
@@ -998,6 +1111,11 @@ class RLDKDashboard(anywidget.AnyWidget):
         """After each cell: bring the traitlet snapshot up to date, so a notebook saved now holds the run
         (bounded by SNAPSHOT_POINT_BUDGET). Views already in sync ignore it and keep their full data."""
         self._catch_up()
+        self._static.after_cell()
+        if self.samples:
+            recent = self._samples.recent_pages()
+            if recent != self.samples_recent:
+                self.samples_recent = recent
         with self._lock:
             if not self._changed_since_snapshot or self.comm is None:
                 return

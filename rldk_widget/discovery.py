@@ -59,6 +59,8 @@ _RUN_FILE = re.compile(
 CHECKPOINT_FOLDER = re.compile(r"checkpoint-\d{1,18}")
 _SLUG_MAX = 128 - 13
 _SKIPPED = frozenset({"__pycache__"})
+COMPLETIONS_FOLDER = "completions"
+"""Where TRL's GRPOTrainer writes completions_{step}.parquet (trl_samples.COMPLETIONS_FOLDER)."""
 
 
 @dataclass(frozen=True)
@@ -263,8 +265,8 @@ class RunFinder:
                 stems.add(match["stem"])
                 continue
             if entry.kind == "directory":
-                if CHECKPOINT_FOLDER.fullmatch(name):
-                    hf = True
+                if CHECKPOINT_FOLDER.fullmatch(name) or name == COMPLETIONS_FOLDER:
+                    hf = True  # checkpoints, or TRL's completions parquet files (a run saved no checkpoint)
                 elif not name.startswith(".") and name not in _SKIPPED:
                     subfolders.append(name)
                 continue

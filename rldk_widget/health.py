@@ -19,6 +19,7 @@ import numpy as np
 
 from .alerts import AlertMonitor, AlertRules
 from .series import RunSeries
+from .worker import KeyedWorker
 
 logger = logging.getLogger(__name__)
 
@@ -53,12 +54,7 @@ class HealthChecks:
         self._checks: dict[str, _RunCheck] = {}
         self._generations: dict[str, int] = {}
         self._recorded: set[str] = set()
-        self._pending: set[str] = set()
-        self._pending_lock = threading.Lock()
-        self._working = threading.Lock()
-        self._wake = threading.Event()
-        self._closed = False
-        self._thread: threading.Thread | None = None
+        self._worker = KeyedWorker(self._check, "rldk-health")
 
     def recorded_by_callback(self, run_id: str) -> None:
         """The run has alerts of its own: never check it (and forget what was computed for it)."""
@@ -72,42 +68,15 @@ class HealthChecks:
         self._generations[run_id] = self._generations.get(run_id, 0) + 1
 
     def touch(self, run_id: str) -> None:
-        if run_id in self._recorded or self._closed:
-            return
-        with self._pending_lock:
-            self._pending.add(run_id)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._work, name="rldk-health", daemon=True)
-                self._thread.start()
-        self._wake.set()
+        if run_id not in self._recorded:
+            self._worker.touch(run_id)
 
     def drain(self) -> None:
         """Check everything pending now, on the calling thread (call without holding the dashboard's lock)."""
-        with self._working:
-            while True:
-                with self._pending_lock:
-                    if not self._pending:
-                        return
-                    run_id = self._pending.pop()
-                self._check(run_id)
+        self._worker.drain()
 
     def close(self) -> None:
-        self._closed = True
-        self._wake.set()
-        thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5)
-
-    def _work(self) -> None:
-        while not self._closed:
-            self._wake.wait(timeout=60)
-            self._wake.clear()
-            if self._closed:
-                return
-            try:
-                self.drain()
-            except Exception:  # noqa: BLE001 - the worker must survive a failing check
-                logger.exception("health check failed")
+        self._worker.close()
 
     def _check(self, run_id: str) -> None:
         """Observe the run's new points, merged into records by step (file order within a step)."""

@@ -803,7 +803,7 @@ def _draw_texts(image: Any, layout: _Layout, data: StaticData, colours: Mapping[
     regular, small, head = _font(FONT_PX), _font(SMALL_FONT_PX), _font(HEAD_FONT_PX, bold=True)
     runs = f"{data.run_count} runs" if data.run_count != 1 else "1 run"
     step = f"step {format_int(data.step)}" if data.step is not None else "no steps yet"
-    alerts = f" · {data.alert_count:,} alerts" if data.alert_count else ""
+    alerts = f" · {data.alert_count:,} alert{'' if data.alert_count == 1 else 's'}" if data.alert_count else ""
     draw.text((PAD_PX + 4, 8), f"RLDK · {runs} · {step}{alerts}", font=head, fill=colours["fg"])
     x, drawn = PAD_PX + 4.0, 0
     for run in data.runs:

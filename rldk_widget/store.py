@@ -2,7 +2,9 @@
 
 Files of run `R` (names and formats of the original RLDK dashboard, so old runs load): `R_metrics.json` and
 `R_alerts.json` hold a JSON array of flat objects, one per line; `R_ppo_metrics.csv` and
-`R_checkpoint_summary.csv` are CSV with a header; `R_run_info.json` holds one object, replaced whole. Appends and
+`R_checkpoint_summary.csv` are CSV with a header; `R_run_info.json` holds one object, replaced whole;
+`R_samples.json` holds completions (samples.py), a JSON array of one object per line like the metrics, whose reader
+also gives each record's byte range so that the sample index keeps offsets, not texts. Appends and
 incremental reads are `tailfile.py`'s, the formats `formats.py`'s, and every read goes through the file-system
 layer of `fs.py`.
 """
@@ -22,14 +24,19 @@ import orjson
 
 from . import formats
 from .fs import LOCAL, READ_CHUNK_BYTES, FileSystem
-from .tailfile import CsvFile, JsonArrayFile, TailFile
+from .tailfile import CsvFile, IndexedJsonArrayFile, JsonArrayFile, TailFile
 
 logger = logging.getLogger(__name__)
 
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,128}")
 JSON_KINDS = {"metrics": "metrics.json", "alerts": "alerts.json"}
 CSV_KINDS = {"ppo_metrics": "ppo_metrics.csv", "checkpoint_summary": "checkpoint_summary.csv"}
-FILE_SUFFIXES = {**JSON_KINDS, **CSV_KINDS}
+SAMPLES_KIND = "samples"
+SAMPLES_SUFFIX = "samples.json"
+FILE_SUFFIXES = {**JSON_KINDS, **CSV_KINDS, SAMPLES_KIND: SAMPLES_SUFFIX}
+RECORD_KINDS = (*JSON_KINDS, *CSV_KINDS)
+"""What `read_new()` / `read_all()` read when no kinds are named: every file but the samples, which can be large
+and are indexed (sample_index.py), not held; name them (`kinds=("samples",)`) to read their records."""
 RUN_FILE_PATTERN = re.compile(
     r"(?P<run_id>[A-Za-z0-9._-]{1,128})_(?P<suffix>" + "|".join(re.escape(s) for s in FILE_SUFFIXES.values()) + r")"
 )
@@ -77,13 +84,16 @@ class RunData:
     alerts: list[dict[str, Any]] = field(default_factory=list)
     ppo_metrics: list[dict[str, Any]] = field(default_factory=list)
     checkpoint_summary: list[dict[str, Any]] = field(default_factory=list)
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    """Each with `_at`: (offset, length) of its JSON object in the file, or None (see `IndexedJsonArrayFile`)."""
     reset: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
     more: bool = False
 
     def __bool__(self) -> bool:
         return bool(
-            self.metrics or self.alerts or self.ppo_metrics or self.checkpoint_summary or self.reset or self.problems
+            self.metrics or self.alerts or self.ppo_metrics or self.checkpoint_summary or self.samples or self.reset
+            or self.problems
         )
 
 
@@ -107,12 +117,13 @@ class RunStore:
             self._files[kind] = JsonArrayFile(self.output_dir / f"{run_id}_{suffix}", follow, fs)
         for kind, suffix in CSV_KINDS.items():
             self._files[kind] = CsvFile(self.output_dir / f"{run_id}_{suffix}", follow, fs)
+        self._files[SAMPLES_KIND] = IndexedJsonArrayFile(self.output_dir / f"{run_id}_{SAMPLES_SUFFIX}", follow, fs)
 
     def path(self, kind: str) -> Path:
         return self._files[kind].path
 
     def append(self, kind: str, records: Iterable[Mapping[str, Any]]) -> None:
-        """Append records to one file ("metrics", "alerts", "ppo_metrics", "checkpoint_summary") in one locked
+        """Append records to one file ("metrics", "alerts", "ppo_metrics", "checkpoint_summary", "samples") in one locked
         write. Raises ValueError, writing none of them, if one cannot be stored (see `TailFile.append`); an
         OSError never leaves: the records are kept and written later (`write_errors`, `retry_unwritten`)."""
         if kind not in FILE_SUFFIXES:
@@ -182,9 +193,10 @@ class RunStore:
 
     def read_new(self, kinds: Iterable[str] | None = None, limit: int = READ_CHUNK_BYTES) -> RunData:
         """Records added since the last call (by anyone, this store's own appends included), of every file or
-        of the files named in `kinds`, about `limit` bytes per file at most (`more` says when to call again)."""
+        of the files named in `kinds` (default: `RECORD_KINDS`, all but the samples), about `limit` bytes per file at
+        most (`more` says when to call again)."""
         data = RunData()
-        for kind in FILE_SUFFIXES if kinds is None else kinds:
+        for kind in RECORD_KINDS if kinds is None else kinds:
             read = self._files[kind].read_new(limit)
             getattr(data, kind).extend(read.records)
             if read.reset:
@@ -196,7 +208,7 @@ class RunStore:
     def read_all(self, kinds: Iterable[str] | None = None) -> RunData:
         """Everything in the run's files now, read fresh (does not move this store's read position)."""
         fresh = RunStore(self.output_dir, self.run_id, follow=True, fs=self.fs)
-        kinds = tuple(FILE_SUFFIXES if kinds is None else kinds)
+        kinds = tuple(RECORD_KINDS if kinds is None else kinds)
         data = RunData(reset=set(kinds))
         try:
             while True:

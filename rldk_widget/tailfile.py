@@ -433,3 +433,109 @@ class CsvFile(TailFile):
         self._offset = 0
         self._commit_write(fd, 0, payload)
         self.header = keys
+
+
+RECORD_AT = "_at"
+"""The key `IndexedJsonArrayFile` adds to each record read: `(offset, length)` of its JSON object in the file, or None
+when the record was recovered from damage or from a file not written one record per line."""
+RECORD_HEAD = "_head"
+"""Set (True) on a record of which only the fields before `head_until` were parsed."""
+
+
+class IndexedJsonArrayFile(JsonArrayFile):
+    """A JSON array file of one object per line (as every append writes it) whose reader also tells where each record
+    lies, so that a reader can keep offsets instead of the records (the samples file: texts stay on disk). A line that
+    looks like one object but does not parse is damage: what `JsonArrayFile`'s tolerant parser finds in it is kept;
+    from a line that is not one whole object on (a torn last record, a pretty-printed or hand-written file) the chunk
+    is read by that parser. Records found that way get `_at: None`.
+
+    `head_until` (e.g. `b',"prompt":'`): for a reader that needs only the fields before the large ones, each whole line
+    is parsed up to the last occurrence of these bytes (which, quotes inside strings being escaped, can only be a key)
+    and its record gets `_head: True`; a line where that does not parse is parsed whole."""
+
+    def __init__(self, path: Path, follow: bool, fs: FileSystem = LOCAL, head_until: bytes | None = None) -> None:
+        super().__init__(path, follow, fs)
+        self.head_until = head_until
+
+    def _parse(self, chunk: bytes, at_start: bool, final: bool) -> tuple[list[dict[str, Any]], int, list[str]]:
+        base = self._offset
+        position = 0
+        if at_start:
+            position = len(formats.BOM) if chunk.startswith(formats.BOM) else 0
+            stripped = chunk[position:].lstrip(formats.WHITESPACE)
+            if not stripped:
+                return [], 0, []
+            if stripped[:1] != b"[":
+                records, consumed, problems = super()._parse(chunk, True, final)
+                for record in records:
+                    record[RECORD_AT] = None
+                return records, consumed, problems
+            position = len(chunk) - len(stripped) + 1
+        end = len(chunk) if final else chunk.rfind(b"\n") + 1
+        records: list[dict[str, Any]] = []
+        consumed = 0
+        skipped = 0
+        damaged = 0
+        problems: list[str] = []
+        whitespace = formats.WHITESPACE
+        for line in chunk[position:end].split(b"\n"):
+            line_start = position
+            position += len(line) + 1
+            body = line.strip(whitespace)
+            if body[:1] == b",":
+                body = body[1:].lstrip(whitespace)
+            if body[-1:] == b",":
+                body = body.rstrip(b",").rstrip(whitespace)
+            if not body or body == b"]":
+                continue
+            start = line_start + line.find(body[:1])
+            whole = body[:1] == b"{" and body[-1:] == b"}"
+            if whole and self.head_until is not None:
+                cut = body.rfind(self.head_until)
+                head = _loads_object(body[:cut] + b"}") if cut > 0 else None
+                if isinstance(head, dict):
+                    self._has_items = True
+                    head[RECORD_AT] = (base + start, len(body))
+                    head[RECORD_HEAD] = True
+                    records.append(head)
+                    consumed = start + len(body)
+                    continue
+            value = _loads_object(body) if whole else None
+            if value is None and whole:  # damage inside one line: keep what it holds, go on line by line
+                part = formats.parse_array_chunk(body, False, True, self.path.name)
+                for record in part.records:
+                    record[RECORD_AT] = None
+                records.extend(part.records)
+                damaged += 1
+                consumed = start + len(body)
+                continue
+            if value is None:
+                rest = formats.parse_array_chunk(chunk[start:end], False, final, self.path.name)
+                if rest.values:
+                    self._has_items = True
+                for record in rest.records:
+                    record[RECORD_AT] = None
+                records.extend(rest.records)
+                problems.extend(rest.problems)
+                if rest.consumed:
+                    consumed = start + rest.consumed
+                break
+            self._has_items = True
+            if isinstance(value, dict):
+                value[RECORD_AT] = (base + start, len(body))
+                records.append(value)
+            else:
+                skipped += 1
+            consumed = start + len(body)
+        if skipped:
+            problems.append(f"{self.path.name}: skipped {skipped} item(s) that are not objects")
+        if damaged:
+            problems.append(f"{self.path.name}: {damaged} damaged line(s) skipped (complete records kept)")
+        return records, consumed, problems
+
+
+def _loads_object(body: bytes) -> Any:
+    try:
+        return formats.loads(body)
+    except ValueError:
+        return None

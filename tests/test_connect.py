@@ -8,7 +8,7 @@ import pytest
 from transformers import TrainerControl, TrainerState, TrainingArguments
 
 import rldk_widget.inbox
-from rldk_widget import RLDKCallback, RLDKDashboard
+from rldk_widget import RLDKCallback
 
 from helpers import CommTap, FakeClock, wait_until
 from trl_logs import HEALTHY_GRPO_LOG as GRPO  # a real TRL 1.16 GRPO log that raises no alert by itself

@@ -302,10 +302,11 @@ class RLDKCallback(TrainerCallback):
         evaluation = is_eval_log(logs)
         if evaluation or step % self.log_interval == 0:
             records["metrics"].append(record)
-        if evaluation:
-            return
+        # evaluation records too: they update only the monitor's evaluation state (train/eval divergence)
         for alert in self._alert_monitor().observe(record):
             records["alert"].append({**alert, "run_id": self.run_id, "timestamp": now})
+        if evaluation:
+            return
         ppo = ppo_keys(logs)
         if ppo or self.trainer_kind == "ppo":
             records["ppo_metrics"].append({"step": step, **{key: _number(value) for key, value in ppo.items()}})

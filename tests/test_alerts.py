@@ -1,5 +1,6 @@
 """AlertRules / AlertMonitor: every rule fires on a synthetic bad history, stays quiet on a healthy one, and a
-lasting condition gives at most an onset and one escalation."""
+lasting condition gives at most an onset and one escalation. The patterns of real runs (issue 16), the evidence,
+the per-reward-function and eval rules on realistic histories: tests/test_alert_rules.py."""
 
 from __future__ import annotations
 
@@ -36,6 +37,25 @@ def noisy(level: float, scale: float, n: int, seed: int = 0) -> list[float]:
 
 def ramp(start: float, end: float, n: int) -> list[float]:
     return [start + (end - start) * i / (n - 1) for i in range(n)]
+
+
+def functions(rows) -> list[dict]:
+    """GRPO records of two reward functions, a and b, from [(mean, std) of a, (mean, std) of b] per step; `reward`
+    is the sum of the finite means (TRL's nansum with the default weights)."""
+    out = []
+    for (mean_a, std_a), (mean_b, std_b) in rows:
+        out.append({"rewards/a/mean": mean_a, "rewards/a/std": std_a, "rewards/b/mean": mean_b, "rewards/b/std": std_b,
+                    "reward_mean": sum(m for m in (mean_a, mean_b) if m is not None)})
+    return out
+
+
+def evaluations(eval_losses, train) -> list[dict]:
+    """Ten training records (loss falling through `train`'s value) before each evaluation record (eval_loss)."""
+    out = []
+    for eval_loss, loss in zip(eval_losses, train):
+        out += [{"loss": loss + 0.01 * (9 - i)} for i in range(10)]
+        out.append({"eval_loss": eval_loss, "eval_runtime": 1.0})
+    return out
 
 
 # Each rule: (rule type, a history that must fire it, a healthy history that must not).
@@ -89,6 +109,28 @@ CASES: dict[str, tuple[list[dict], list[dict]]] = {
         series("completions/clipped_ratio", [0.1] * 3 + [0.9] * 3),
         series("completions/clipped_ratio", [0.1, 0.9, 0.2] * 60),
     ),
+    "reward_fn_nonfinite": (
+        functions([(0.5, 0.3), (0.2, 0.3)] for _ in range(5)) + functions([[(None, None), (0.2, 0.3)]]),
+        functions([(0.5 + a, 0.3 + b), (0.2 - a, 0.3 - b)] for a, b in zip(noisy(0, 0.05, 200), noisy(0, 0.02, 200, 1))),
+    ),
+    "reward_fn_variance_collapse": (
+        functions([(0.2, 0.3 + a), (0.5, 0.3)] for a in noisy(0, 0.02, 20)) + functions([(0.1, 0.0), (0.5, 0.3)]
+                                                                                        for _ in range(3)),
+        functions([(0.5 + a, max(0.05, 0.3 + b)), (0.5, 0.3)] for a, b in zip(noisy(0, 0.05, 200), noisy(0, 0.05, 200, 1))),
+    ),
+    "reward_fn_saturated": (
+        functions([(m, 0.4), (0.5, 0.3)] for m in ramp(0.2, 0.8, 20)) + functions([(1.0, 0.0), (0.5, 0.3)]
+                                                                                 for _ in range(3)),
+        functions([(m, 0.4 - 0.2 * m), (0.5, 0.3)] for m in ramp(0.2, 0.8, 200)),
+    ),
+    "reward_fn_dominant": (
+        functions([(0.5, 0.3), (0.5, 0.3)] for _ in range(10)) + functions([(5.0, 3.0), (0.5, 0.3)] for _ in range(3)),
+        functions([(0.5, 0.3 + a), (0.5, 0.1 + b)] for a, b in zip(noisy(0, 0.03, 200), noisy(0, 0.01, 200, 1))),
+    ),
+    "eval_divergence": (
+        evaluations([1.0, 0.9, 0.8, 0.85, 0.9], train=[1.0, 0.9, 0.8, 0.75, 0.7]),
+        evaluations([1.0, 0.9, 0.8, 0.82, 0.81, 0.8, 0.79] * 3, train=ramp(1.0, 0.5, 21)),
+    ),
 }
 
 
@@ -102,7 +144,9 @@ def test_rule_fires_on_bad_history(rule):
     fired = [a for a in run(bad) if a["type"] == rule]
     assert fired, f"{rule} did not fire"
     alert = fired[0]
-    assert set(alert) >= {"type", "message", "step", "severity", "metric", "value", "threshold"}
+    assert set(alert) >= {"type", "message", "step", "severity", "metric", "value", "threshold", "window",
+                          "window_start"}
+    assert 1 <= alert["window"] and alert["window_start"] <= alert["step"]
     assert alert["severity"] in SEVERITIES
     assert f"at step {alert['step']}" in alert["message"]
     assert "{step}" not in alert["message"]

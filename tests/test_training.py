@@ -198,8 +198,14 @@ def test_dashboard_connected_in_the_training_process_holds_and_shows_what_is_on_
     assert dash.default_charts == trl_keys.default_charts(kind) == fresh.default_charts
     if kind == "grpo":
         assert [r["step"] for r in disk.checkpoint_summary] == [3, 6] and "ckpt:weight_norm" in expected
-    if kind in ("grpo", "rloo"):  # the tiny model's completions all reach max_completion_length
-        assert [a["type"] for a in disk.alerts] == ["completions_clipped"]
+    if kind in ("grpo", "rloo"):
+        # the tiny model's completions all reach max_completion_length; and reward_words (the share of known words)
+        # is ~0 for its random text: the per-function rules may say that it gives no signal (std ~0) or that
+        # reward_len makes nearly all of the reward's variance
+        assert disk.alerts[0]["type"] == "completions_clipped"
+        assert {(a["type"], a["metric"]) for a in disk.alerts[1:]} <= {
+            ("reward_fn_variance_collapse", "rewards/reward_words/std"),
+            ("reward_fn_dominant", "rewards/reward_len/std")}
 
     # the view got every point of every series once, in order, and every alert
     dash.flush()

@@ -35,6 +35,7 @@ ever written into a nested folder.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import time
@@ -59,6 +60,9 @@ _RUN_FILE = re.compile(
 CHECKPOINT_FOLDER = re.compile(r"checkpoint-\d{1,18}")
 _SLUG_MAX = 128 - 13
 _SKIPPED = frozenset({"__pycache__"})
+FOLDER_CHECKS_PER_PASS = 24
+"""Kept folders a scan stats at most (the searched folder and new ones always): a larger tree is looked at in
+turns, each folder every ceil(folders / FOLDER_CHECKS_PER_PASS) scans."""
 COMPLETIONS_FOLDER = "completions"
 """Where TRL's GRPOTrainer writes completions_{step}.parquet (trl_samples.COMPLETIONS_FOLDER)."""
 
@@ -153,6 +157,9 @@ class RunFinder:
         self.runs: dict[str, RunRef] = {}
         self._folders: dict[str, _Folder] = {}
         self._ids: dict[tuple[str, str, str | None], str] = {}
+        self._pass = 0
+        self._last_locations: list[tuple[str, str, str | None]] | None = None
+        self._id_problems: list[str] = []
 
     def folder_path(self, rel: str) -> str:
         return self.path if not rel else f"{self.path.rstrip('/')}/{rel}"
@@ -181,14 +188,28 @@ class RunFinder:
             problems.append(f"cannot read {self.path}: {describe_error(err)}")
             root_stat, unreadable = None, {""}
         pending: deque[tuple[str, int, FileStat | None]] = deque([("", 0, root_stat)] if root_stat is not None else [])
+        self._pass += 1
+        period = max(1, math.ceil(len(self._folders) / FOLDER_CHECKS_PER_PASS))
+        position = -1
         while pending:
             rel, depth, info = pending.popleft()
+            position += 1
             if len(seen) >= self.max_folders:
                 problems.append(
                     f"stopped after {self.max_folders} folders (max_folders): {len(pending) + 1} more not searched"
                 )
                 unreadable.update(item[0] for item in [(rel, depth, info), *pending])
                 break
+            kept = self._folders.get(rel)
+            if info is None and kept is not None and period > 1 and position % period != self._pass % period:
+                # a large tree looks at each kept folder every `period` scans: this one is taken as it was
+                seen.add(rel)
+                locations.extend(("rldk", rel, stem) for stem in kept.stems)
+                if kept.hf and not kept.stems:
+                    locations.append(("hf", rel, None))
+                if depth < self.max_depth:
+                    pending.extend((f"{rel}/{name}" if rel else name, depth + 1, None) for name in kept.subfolders)
+                continue
             if info is None:  # a sub-folder of a listing kept from before: what is it now?
                 try:
                     info = self.fs.stat(self.folder_path(rel))
@@ -279,8 +300,13 @@ class RunFinder:
     def _assign_ids(self, locations: list[tuple[str, str, str | None]], problems: list[str]) -> dict[str, RunRef]:
         """Run ids for the locations found, in the order found. Priority for an id two locations would share: the
         searched folder's own runs (their id is what writers write), then runs that had it before, then the order
-        found."""
+        found. The same locations as the last scan keep their runs (no work)."""
         locations = list(dict.fromkeys(locations))
+        if locations == self._last_locations:
+            problems.extend(self._id_problems)
+            return self.runs
+        self._last_locations = locations
+        self._id_problems = id_problems = []
         taken: dict[str, tuple[str, str, str | None]] = {}
         ids: dict[tuple[str, str, str | None], str] = {}
         for location in sorted(locations, key=lambda loc: (loc[1] != "", loc not in self._ids)):
@@ -292,12 +318,13 @@ class RunFinder:
                 while run_id in taken:
                     suffix += 1
                     run_id = f"{base[: 127 - len(str(suffix))]}-{suffix}"
-                problems.append(
+                id_problems.append(
                     f"{display_name(source, rel, stem, self.root_name)}: run id {base} is another run's, shown as {run_id}"
                 )
             taken[run_id] = location
             ids[location] = run_id
         self._ids = ids
+        problems.extend(id_problems)
         return {
             ids[loc]: RunRef(ids[loc], display_name(*loc, self.root_name), loc[0], self.folder_path(loc[1]), loc[1], loc[2])
             for loc in locations

@@ -73,6 +73,10 @@ class _RunState:
 
 
 MAX_PROBLEMS_PER_RUN = 20
+CHECKS_PER_PASS = 24
+"""Runs (and folders) a refresh looks at, at most, besides new ones: a sweep of more runs looks at each of them
+every ceil(runs / CHECKS_PER_PASS) passes, so a pass costs the same whatever the number of still runs; the runs a
+dashboard reads itself (adopted) have their records polled by it every pass."""
 
 
 class Sweep:
@@ -111,6 +115,7 @@ class Sweep:
         self._cache_saved_at = -math.inf
         self._runs: dict[str, _RunState] = {}
         self._adopted: set[str] = set()
+        self._pass = 0
         self.scan_problems: list[str] = []
 
     # ---- reading ----------------------------------------------------------------------------------------------
@@ -157,7 +162,11 @@ class Sweep:
         self._runs = {run_id: self._runs[run_id] for run_id in scan.runs}
         if before_reading is not None and update.added:
             before_reading(list(update.added))
-        for run_id, state in self._runs.items():
+        self._pass += 1
+        period = max(1, math.ceil(len(self._runs) / CHECKS_PER_PASS))
+        for position, (run_id, state) in enumerate(self._runs.items()):
+            if state.signature is not None and position % period != self._pass % period:
+                continue  # a large sweep looks at each still run every `period` passes, not at all of them each pass
             before = len(state.problems)
             try:
                 changed = self._poll(state)

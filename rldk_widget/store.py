@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,7 +25,7 @@ import orjson
 
 from . import formats
 from .fs import LOCAL, READ_CHUNK_BYTES, FileSystem
-from .tailfile import CsvFile, IndexedJsonArrayFile, JsonArrayFile, TailFile
+from .tailfile import RACY_S, CsvFile, IndexedJsonArrayFile, JsonArrayFile, TailFile
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ class RunStore:
         self._follow = follow
         self._files: dict[str, TailFile] = {}
         self._info_signature: tuple[Any, int, int] | None = None
+        self._info_bytes = b""
         self._info_path = self.output_dir / f"{run_id}_{RUN_INFO_SUFFIX}"
         for kind, suffix in JSON_KINDS.items():
             self._files[kind] = JsonArrayFile(self.output_dir / f"{run_id}_{suffix}", follow, fs)
@@ -179,16 +181,22 @@ class RunStore:
     def read_info(self) -> dict[str, Any] | None:
         """The run info when the file is new or changed since the last call, else None (also when it is missing
         or unreadable: the info only feeds progress tiles and the run's configuration, so a bad file is skipped,
-        not reported)."""
+        not reported). An unchanged file costs one stat."""
         try:
+            seen = self.fs.stat(self.info_path)
+            signature = (seen.identity, seen.size, seen.mtime_ns)
+            # trusted when unchanged, unless it changed within RACY_S: a coarse clock can hide a rewrite then
+            if signature == self._info_signature and time.time() - seen.mtime_ns / 1e9 >= RACY_S:
+                return None
             info_stat, data = self.fs.read(self.info_path, 0, RUN_INFO_MAX_BYTES)
-            signature = (info_stat.identity, info_stat.size, info_stat.mtime_ns)
-            if signature == self._info_signature:
+            if data == self._info_bytes:
+                self._info_signature = (info_stat.identity, info_stat.size, info_stat.mtime_ns)
                 return None
             info = formats.loads(data)
         except (OSError, ValueError):
             return None
-        self._info_signature = signature
+        self._info_signature = (info_stat.identity, info_stat.size, info_stat.mtime_ns)
+        self._info_bytes = data
         return info if isinstance(info, dict) else None
 
     def read_new(self, kinds: Iterable[str] | None = None, limit: int = READ_CHUNK_BYTES) -> RunData:

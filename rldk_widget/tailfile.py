@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,6 +33,8 @@ except ImportError:  # Windows: portalocker's LockFileEx
 logger = logging.getLogger(__name__)
 
 WINDOW_BYTES = 32
+RACY_S = 1.0
+"""A file last modified this recently is not trusted by its stat alone (see `TailFile._remember_stat`)."""
 WRITER_SKIP_BYTES = 1 << 20
 """A writer-only store opening a JSON file at least this large finds the array's end from its last bytes instead
 of parsing every record (a resumed 1M-step run would otherwise cost seconds before its first append)."""
@@ -85,6 +88,7 @@ class TailFile:
         self._problems: list[str] = []
         self._unwritten: Encoded = []
         self._reset_pending = False
+        self._seen_stat: tuple[Any, int, int] | None = None
         self.last_error: str | None = None
 
     # reading ---------------------------------------------------------------------------------------------
@@ -92,7 +96,10 @@ class TailFile:
         """Records added since the last call (about `limit` bytes' worth at most), whether the file was read again
         whole, problems found, and whether more is left to read."""
         with self._lock:
-            records, reset, problems, more = self._catch_up(None, limit)
+            if self._unchanged_stat():
+                records, reset, problems, more = [], False, [], False
+            else:
+                records, reset, problems, more = self._catch_up(None, limit)
             if self._reset_pending:
                 reset, self._reset_pending = True, False
             if self._delivered:
@@ -102,6 +109,20 @@ class TailFile:
                 problems = self._problems + problems
                 self._problems = []
             return Read(records, reset, problems, more)
+
+    def _unchanged_stat(self) -> bool:
+        """A poll of a file nobody touched, in one stat: the same file, size and modification time as when it was
+        last read to its end (anything else, or an error, goes the whole way: the window check)."""
+        seen = self._seen_stat
+        if seen is None and (self._identity is not None or self._delivered or self._reset_pending):
+            return False
+        try:
+            info = self.fs.stat(self.path)
+        except FileNotFoundError:
+            return seen is None  # still no file (a run without CSV files, say): nothing to read
+        except OSError:
+            return False
+        return (info.identity, info.size, info.mtime_ns) == seen
 
     def _read(self, fd: int | None, start: int, limit: int) -> tuple[FileStat, bytes]:
         if fd is not None:
@@ -133,6 +154,7 @@ class TailFile:
                 final = start + len(data) >= info.size
                 new = data[window:]
                 if not new or (final and new == self.CLOSING):
+                    self._remember_stat(fd, info, final)
                     return Read([], reset, [], False)
                 records, consumed, problems = self._parse(new, at_start=self._offset == 0, final=final)
                 if consumed or final:
@@ -152,6 +174,7 @@ class TailFile:
             self._offset += consumed
             end = window + consumed
             self._window = data[max(0, end - WINDOW_BYTES) : end]
+        self._remember_stat(fd, info, final and not problems)
         return Read(records, reset, problems, not final)
 
     def _unchanged(self, fd: int, start: int) -> bool:
@@ -161,6 +184,13 @@ class TailFile:
         if (opened.st_dev, opened.st_ino) != self._identity or opened.st_size != self._offset + len(self.CLOSING):
             return False
         return os.pread(fd, opened.st_size - start, start) == self._window + self.CLOSING
+
+    def _remember_stat(self, fd: int | None, info: FileStat, complete: bool) -> None:
+        """After a read by path that reached the file's end cleanly, what the file was (for `_unchanged_stat`) —
+        unless it changed less than RACY_S ago: a file system's clock is coarse, so a same-size rewrite within
+        the same tick would keep its stat (as git's "racily clean" index entries)."""
+        still = info.mtime_ns and time.time() - info.mtime_ns / 1e9 >= RACY_S
+        self._seen_stat = (info.identity, info.size, info.mtime_ns) if fd is None and complete and still else None
 
     def _forget_position(self) -> None:
         """The file is another one now (replaced, shrunk, deleted): read it from the start. Own appends not yet
@@ -223,6 +253,7 @@ class TailFile:
         """Write (record, JSON line) pairs at the end of the file while holding its lock."""
         if not pending:
             return
+        self._seen_stat = None
         fd = self._open_for_writing()
         lock_exclusive(fd)
         try:

@@ -726,6 +726,7 @@ class RLDKDashboard(anywidget.AnyWidget):
                 self._channel.replace_run(run, self._runs[run].encoded(cap))
             for run in old - set(new):
                 self._channel.drop_run(run)
+            self._channel.flush()  # someone chose these runs: no throttle wait (one message per choice)
             self._changed_since_snapshot = True
 
     def _local_selection_change(self) -> bool:

@@ -112,6 +112,8 @@ export interface StoreChange {
   alerts: boolean;
   /** everything may have changed (snapshot, run list, settings from the kernel) */
   all: boolean;
+  /** a delta brought runs that became selected or dropped runs that were not (a user's choice: draw at once) */
+  selection?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -528,7 +530,8 @@ export class Store {
       this.alerts.push(...newAlerts);
       this.trimAlerts();
     }
-    this.emit({ kind: "delta", series: touched, runs, alerts: newAlerts.length > 0, all: newNames });
+    const selection = (Array.isArray(dropped) && dropped.length > 0) || (isObject(replaced) && Object.keys(replaced).length > 0);
+    this.emit({ kind: "delta", series: touched, runs, alerts: newAlerts.length > 0, all: newNames, selection });
   }
 
   private trimAlerts(): void {

@@ -364,7 +364,7 @@ export class View {
     if (change.kind !== "delta") this.colorsMaybeChanged();
     this.updateTabs();
     this.updateStatus();
-    this.schedule(change.kind !== "delta");
+    this.schedule(change.kind !== "delta" || change.selection === true); // a selection draws at once
   }
 
   private updateTabs(): void {

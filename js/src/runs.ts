@@ -662,7 +662,9 @@ export class RunsPanel {
     if (!this.visible || !this.table) return;
     const start = performance.now();
     const n = this.count;
+    // every read of the layout before any write (a read after a write lays out the whole page: JupyterLab's)
     const top = this.scroll.scrollTop;
+    const left = this.scroll.scrollLeft;
     const height = this.scroll.clientHeight || VIEW_ROWS * ROW_HEIGHT;
     const first = Math.max(0, Math.floor(top / ROW_HEIGHT) - OVERSCAN);
     const last = Math.min(n, Math.ceil((top + height) / ROW_HEIGHT) + OVERSCAN);
@@ -692,7 +694,7 @@ export class RunsPanel {
       nodes.bound = -1;
     }
     if (missing >= 0 && this.paged) this.requestWindow(missing);
-    this.stick();
+    this.stick(left);
     const ms = performance.now() - start;
     this.stats.renders++;
     this.stats.lastRenderMs = ms;
@@ -704,8 +706,7 @@ export class RunsPanel {
    * offset, on the cells of the rows in the pool (CSS `position: sticky` in every row made each scroll frame cost
    * two frames of compositing).
    */
-  private stick(): void {
-    const left = this.scroll.scrollLeft;
+  private stick(left: number): void {
     if (left === this.stuckAt) return;
     this.stuckAt = left;
     const t = left ? `translateX(${left}px)` : "";

@@ -100,6 +100,24 @@ SCROLL_JS = """async (sel) => {
 }"""
 
 
+SELECT_TIME_JS = """async ([sel, run]) => {
+  // tick a run's checkbox; ms until its series are in the store and until the first chart draws them
+  const root = document.querySelector(sel);
+  const store = root.parentElement.__rldk.store;
+  const t0 = performance.now();
+  root.querySelector(`.rldk-runs-row[data-run='${run}'] input`).click();
+  let data = 0;
+  while (performance.now() - t0 < 10000) {
+    await new Promise(requestAnimationFrame);
+    const s = store.series(run, 'reward_mean');
+    if (!data && s && s.length >= 30) data = performance.now() - t0;
+    const plot = root.querySelector('.rldk-plot');
+    if (data && (plot.data || []).some((t) => t.rldkRun === run && t.x.length >= 30)) return [data, performance.now() - t0];
+  }
+  return [data, -1];
+}"""
+
+
 def panel(page):
     return page.evaluate(PANEL_JS, ROOT)
 
@@ -263,6 +281,15 @@ def test_runs_tab_sorts_filters_selects_highlights_and_colours(lab_page, tmp_pat
         page.wait_for_timeout(500)
         page.locator(R).first.screenshot(path=str(tmp_path / f"{theme.split()[-1].lower()}_runs.png"))
     page.mouse.move(5, 5)
+
+    # how long a run the kernel has not read takes from its checkbox to the charts (issue 17: ≤ 300 ms)
+    page.locator(f"{R} .rldk-runs-filter").fill("ours_050")
+    page.locator(f"{R} .rldk-runs-row[data-run='ours_050']").wait_for()
+    took = page.evaluate(SELECT_TIME_JS, [R, "ours_050"])
+    print(f"ours_050 ticked: series in the view after {took[0]:.0f} ms, drawn after {took[1]:.0f} ms")
+    assert 0 < took[1] <= 1500, took  # (loose: two shared cores; ~0.2 s measured alone)
+    page.locator(f"{R} .rldk-runs-row[data-run='ours_050'] input").click()
+    lab_page.wait_until(lambda: shown_on_charts(page, four), DEADLINE, "the charts back to four runs")
 
     # hostile values: markup and a right-to-left override in a name, markup and 1 MB in a configuration value
     page.locator(f"{R} .rldk-runs-filter").fill("<img")  # the hostile name, and ours_004's hostile notes

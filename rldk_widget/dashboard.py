@@ -39,12 +39,12 @@ from .discovery import RunRef
 from .hf_state import trainer_state_run_id
 from .run_summary import RunSummary
 from .runs import Sweep, runs_table
-from .runs_payload import table_payload
-from .store import SAMPLES_KIND, RunData, RunStore, default_run_id, validate_run_id
-from .trl_samples import completions_folder
+from .runs_payload import table_page, table_payload
 from .sample_service import SampleService
 from .static_output import MAX_PNG_BYTES as PICTURE_PNG_BYTES
 from .static_output import StaticOutput, static_output_wanted
+from .store import SAMPLES_KIND, RunData, RunStore, default_run_id, validate_run_id
+from .trl_samples import completions_folder
 from .subshell import SubshellRoute
 from .traits import LiveTrait, MetricsView
 from .transport import DeltaChannel
@@ -214,6 +214,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._static_picture = static_output_wanted() if static_picture is None else bool(static_picture)
         self._static = StaticOutput(self._render_picture, self._picture_version)
         self.pages = PageServer(self.send, name="rldk-pages")
+        self.pages.register("runs.page", self._runs_page)
         self._samples = SampleService(self.pages, self._samples_changed)
         self._samples_sent_at = -math.inf
         self._samples_timer: threading.Timer | None = None
@@ -223,18 +224,26 @@ class RLDKDashboard(anywidget.AnyWidget):
         self.on_msg(self._on_view_message)
         self._cell_end_hook = register_post_run_cell(self, RLDKDashboard._refresh_saved_state)
         self.update_data()  # what the folder holds goes to the views as one bounded snapshot, not as deltas
-        with self._lock:
-            for run_id, summary in self._summaries.items():  # the load computed no points: summarise the columns
-                series = self._runs.get(run_id)
-                if series is not None and series.columns and not summary.series:
-                    summary.add_points(series.columns)
+        self._summarise_loaded()
         if not self._selection_explicit:
             self._select_default()  # now that the records are in: the newest runs
+            for run_id in self.selected:  # a large sweep's newest runs that were not read yet
+                self._load(run_id)
+            self._summarise_loaded()
         self._loading = False
+        self._refresh_runs_table(force=True)  # with the summaries the load just completed
         if self._changed_since_snapshot:
             self._send_snapshot(replace=True)
         if auto_refresh:
             self.enable_auto_refresh(refresh_interval)
+
+    def _summarise_loaded(self) -> None:
+        """While loading, reads compute no points: summarise the loaded runs' columns once instead."""
+        with self._lock:
+            for run_id, summary in self._summaries.items():
+                series = self._runs.get(run_id)
+                if series is not None and series.columns and not summary.series:
+                    summary.add_points(series.columns)
 
     # ---- public API ------------------------------------------------------------------------------------
     @classmethod
@@ -627,6 +636,13 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._table_sent_at = now
         self.runs_table = table_payload(self._runs_frame(), RUNS_TABLE_ROWS)
 
+    def _runs_page(self, params: dict[str, Any], _progress: Any) -> dict[str, Any]:
+        """A view's "runs.page" request (on the page server's worker): one page of the runs table, sorted and
+        filtered (runs_payload.table_page) — how a view shows a sweep of more than RUNS_TABLE_ROWS runs."""
+        with self._lock:
+            table = self._runs_frame()
+        return table_page(table, params, RUNS_TABLE_ROWS)
+
     @property
     def alerts_data(self) -> list[dict[str, Any]]:
         """The original dashboard's name for `dash.alerts`: every alert, oldest first."""
@@ -781,6 +797,10 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _recency(self, run_id: str) -> float:
         """When the run last logged (its newest timestamp); a run with no records yet is a new one: the newest."""
+        if self._sweep is not None and run_id in self._sweep.runs:  # read or not: the run's summary knows
+            activity = self._sweep.summary(run_id).last_activity
+            if activity is not None:
+                return activity
         series = self._runs[run_id]
         if not series.record_count:
             return math.inf
@@ -803,11 +823,14 @@ class RLDKDashboard(anywidget.AnyWidget):
                 self._selection_explicit = True
             old, new = set(change["old"]), list(change["new"])
             added = [run for run in new if run not in old]
+            for run in added:
+                self._load(run)  # a large sweep's run not read yet: read it now, so its series travel at once
             cap = self._series_cap(new, SNAPSHOT_POINT_BUDGET)
             for run in added:
                 self._channel.replace_run(run, self._runs[run].encoded(cap))
             for run in old - set(new):
                 self._channel.drop_run(run)
+            self._channel.flush()  # someone chose these runs: no throttle wait (one message per choice)
             self._changed_since_snapshot = True
 
     def _local_selection_change(self) -> bool:

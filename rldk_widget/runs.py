@@ -130,9 +130,10 @@ class Sweep:
             state.reader = reader
         if run_id not in self._adopted:
             self._adopted.add(run_id)
-            info = dict(state.summary.info)
+            info, file_time = dict(state.summary.info), state.summary.file_time
             state.summary = RunSummary()
             state.summary.set_info(info)
+            state.summary.touch(file_time)  # when its files last changed is no record the caller re-reads
             state.from_cache = False
             state.signature = None
         return state.summary

@@ -9,21 +9,11 @@ import { markerTraces } from "./markers";
 
 Plotly.register([scatter]);
 
-export const PALETTE = [
-  "#1f77b4",
-  "#ff7f0e",
-  "#2ca02c",
-  "#9467bd",
-  "#d62728",
-  "#17becf",
-  "#e377c2",
-  "#8c564b",
-  "#bcbd22",
-  "#7f7f7f",
-];
+export { PALETTE, runColor } from "./colors";
 
-export function runColor(i: number): string {
-  return PALETTE[((i % PALETTE.length) + PALETTE.length) % PALETTE.length];
+/** Names are data: plotly shows them in hover labels (escaped); a path of a deep sweep is cut, not the label. */
+function clipName(s: string): string {
+  return s.length > 80 ? s.slice(0, 79) + "…" : s;
 }
 
 function withAlpha(hex: string, a: number): string {
@@ -47,7 +37,12 @@ export interface Settings {
   smoothing: number;
   logY: boolean;
   focus: Focus | null;
+  /** a run the user points at (a row of the runs table): drawn on top, the others fade; view-local */
+  highlight: string | null;
 }
+
+/** Opacity factor of the runs that are not the highlighted one (their lines stay visible as context). */
+export const FADED = 0.2;
 
 /** What a click on a chart asks for: the alert behind a marker, or the step of a point of a run. */
 export type ChartClick = { kind: "alert"; index: number } | { kind: "point"; chart: string; runId: string; step: number };
@@ -210,6 +205,8 @@ export interface GridOptions {
   /** the charts to show while the user has not picked any */
   defaults: (store: Store) => string[];
   emptyText: string;
+  /** the colour of a run (colors.ts: the view's one colour function) */
+  colorOf: (runId: string) => string;
 }
 
 interface Chart {
@@ -613,10 +610,14 @@ export class ChartGrid {
     const sib = bandSibling(c.name);
     let lo = Infinity;
     let hi = -Infinity;
-    runs.forEach((runId, ri) => {
+    const hl = this.settings.highlight !== null && runs.includes(this.settings.highlight) ? this.settings.highlight : null;
+    const fade = (runId: string) => (hl === null || runId === hl ? 1 : FADED);
+    runs.forEach((runId) => {
       const s = store.series(runId, c.name);
       if (!s || s.length === 0) return;
-      const color = runColor(ri);
+      const color = this.opts.colorOf(runId);
+      const f = fade(runId);
+      const wide = hl !== null && runId === hl ? 1 : 0;
       const ts = timeMode ? store.series(runId, "timestamp") : undefined;
       if (timeMode && (!ts || ts.length === 0)) return;
       const xs = s.x();
@@ -631,7 +632,7 @@ export class ChartGrid {
           if (lo !== hi) break; // not flat: nothing more to learn here
         }
       }
-      const name = escapeHtml(runId);
+      const name = escapeHtml(clipName(store.runName(runId)));
       const mapX = (steps: Float64Array) => (ts ? stepsToTime(ts, steps) : steps);
       const sparse = xs.length <= 60;
       const mode = sparse ? "lines+markers" : "lines";
@@ -646,12 +647,14 @@ export class ChartGrid {
         x: rawX,
         y: gather(ys, rawIdx),
         name: w > 0 ? `${name} (raw)` : name,
-        line: { color, width: w > 0 ? 1 : 1.5 },
+        line: { color, width: (w > 0 ? 1 : 1.5) + wide },
         marker: { color, size: 4 },
-        opacity: w > 0 ? 0.3 : 1,
+        opacity: (w > 0 ? 0.3 : 1) * f,
         hovertemplate: "%{y:.4~g}",
         showlegend: false,
         rldkRun: runId,
+        rldkOpacity: w > 0 ? 0.3 : 1,
+        rldkWidth: w > 0 ? 1 : 1.5,
         customdata: timeMode ? rawSteps : undefined,
       } as Data);
 
@@ -673,11 +676,14 @@ export class ChartGrid {
           x: selX,
           y: meanSel,
           name,
-          line: { color, width: 2 },
+          line: { color, width: 2 + wide },
           marker: { color, size: 4 },
+          opacity: f,
           hovertemplate: "%{y:.4~g}",
           showlegend: false,
           rldkRun: runId,
+          rldkOpacity: 1,
+          rldkWidth: 2,
           customdata: timeMode ? selSteps : undefined,
         } as Data);
       }
@@ -701,8 +707,9 @@ export class ChartGrid {
           hi[i] = meanSel[i] + sd[i];
         }
         const fill = withAlpha(color, 0.15);
+        const band = { opacity: f, rldkRun: runId, rldkOpacity: 1, rldkWidth: 0 };
         bands.push(
-          { type: "scatter", mode: "lines", x: selX, y: lo, line: { width: 0, color: fill }, hoverinfo: "skip", showlegend: false } as Data,
+          { type: "scatter", mode: "lines", x: selX, y: lo, line: { width: 0, color: fill }, hoverinfo: "skip", showlegend: false, ...band } as Data,
           {
             type: "scatter",
             mode: "lines",
@@ -713,6 +720,7 @@ export class ChartGrid {
             fillcolor: fill,
             hoverinfo: "skip",
             showlegend: false,
+            ...band,
           } as Data,
         );
       }
@@ -725,6 +733,31 @@ export class ChartGrid {
     const markers = markerTraces(store, c.name, runs, mapX);
     const flat = lo === hi && bands.length === 0 ? lo : null;
     return { data: [...bands, ...raws, ...smooths, ...markers], lasts, flat };
+  }
+
+  /**
+   * The highlight changed (a runs-table row is hovered): restyle what is drawn — opacity and line width only,
+   * no new data, so it costs plotly a style pass per chart, not a redraw. Hidden charts get it when next drawn.
+   */
+  applyHighlight(): void {
+    const hl = this.settings.highlight;
+    for (const c of this.charts.values()) {
+      if (!c.plotted || c.dirty) continue;
+      type T = { rldkRun?: unknown; rldkOpacity?: unknown; rldkWidth?: unknown };
+      const data = ((c.plot as HTMLElement & { data?: T[] }).data ?? []) as T[];
+      const shown = hl !== null && data.some((t) => t.rldkRun === hl);
+      const idx: number[] = [];
+      const opacity: number[] = [];
+      const width: number[] = [];
+      data.forEach((t, i) => {
+        if (typeof t.rldkRun !== "string" || typeof t.rldkOpacity !== "number" || typeof t.rldkWidth !== "number") return;
+        idx.push(i);
+        const on = !shown || t.rldkRun === hl;
+        opacity.push(t.rldkOpacity * (on ? 1 : FADED));
+        width.push(t.rldkWidth === 0 ? 0 : t.rldkWidth + (shown && on ? 1 : 0));
+      });
+      if (idx.length) void Plotly.restyle(c.plot, { opacity, "line.width": width } as never, idx);
+    }
   }
 
   destroy(): void {

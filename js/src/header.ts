@@ -104,9 +104,11 @@ export class Header {
   update(): void {
     const runs = this.store.orderedRuns();
     if (!runs.length) {
-      if (this.shape !== "empty") {
-        this.shape = "empty";
-        this.el.replaceChildren(el("div", { className: "rldk-muted rldk-waiting", textContent: "Waiting for the first metrics…" }));
+      const none = this.store.runIds.length > 0; // folder mode, the user cleared the selection
+      if (this.shape !== `empty${none}`) {
+        this.shape = `empty${none}`;
+        const text = none ? "No runs selected: pick runs in the Runs tab." : "Waiting for the first metrics…";
+        this.el.replaceChildren(el("div", { className: "rldk-muted rldk-waiting", textContent: text }));
         this.agoCells = [];
       }
       return;
@@ -142,7 +144,7 @@ export class Header {
     const shape = JSON.stringify([
       runs.length,
       this.store.runIds.length,
-      all.map((s) => [s.runId, s.color, this.store.info[s.runId]?.trainer ?? ""]),
+      all.map((s) => [s.runId, s.color, this.store.info[s.runId]?.trainer ?? "", this.store.runName(s.runId)]),
       tiles.map((t) => [t.label, t.cells.map((c) => [c.suffix !== undefined, c.progress !== undefined])]),
     ]);
     if (shape !== this.shape) {
@@ -181,9 +183,11 @@ export class Header {
         { className: "rldk-tile-vals" },
         all.map((st) => {
           const trainer = this.store.info[st.runId]?.trainer;
-          return el("div", { className: "rldk-tile-val rldk-run-id", title: trainer ? `${st.runId} (${trainer})` : st.runId }, [
+          const name = this.store.runName(st.runId);
+          const title = (name === st.runId ? name : `${name}\n${st.runId}`) + (trainer ? ` (${trainer})` : "");
+          return el("div", { className: "rldk-tile-val rldk-run-id", title: title.slice(0, 1000) }, [
             dot(st.color),
-            document.createTextNode(st.runId),
+            el("span", { className: "rldk-run-name", textContent: name }),
           ]);
         }),
       ),

@@ -29,17 +29,91 @@ export interface RunInfo {
   max_steps: number | null;
   trainer: string | null;
   started: number | null;
+  /** display name (a nested run's relative path); the run id when absent */
+  name?: string;
+}
+
+export type ColumnKind = "text" | "number" | "status" | "time" | "duration";
+export type ColumnGroup = "identity" | "progress" | "metrics" | "alerts" | "config";
+export type Cell = string | number | boolean | null;
+
+export interface RunsColumn {
+  key: string;
+  label: string;
+  kind: ColumnKind;
+  group: ColumnGroup;
+}
+
+/** The `runs_table` trait (folder mode): one row per run, in `run_ids` order, at most a page of them. */
+export interface RunsTable {
+  columns: RunsColumn[];
+  rows: Cell[][];
+  /** runs in the table; more than `rows.length`: the view pages it ("runs.page" requests) */
+  total: number;
+  offset: number;
+}
+
+const KINDS = new Set<string>(["text", "number", "status", "time", "duration"]);
+const GROUPS = new Set<string>(["identity", "progress", "metrics", "alerts", "config"]);
+/** Text cells are cut here (the kernel sends at most 500 characters; a hostile page cannot cost more). */
+const MAX_CELL_CHARS = 2000;
+
+export function normalizeCell(v: unknown): Cell {
+  if (typeof v === "number") return Number.isFinite(v) ? v : null;
+  if (typeof v === "string") return v.length > MAX_CELL_CHARS ? v.slice(0, MAX_CELL_CHARS) : v;
+  if (typeof v === "boolean") return v;
+  return null;
+}
+
+/** Rows of a table payload (trait or page reply), each as long as `width`. */
+export function normalizeRows(v: unknown, width: number): Cell[][] {
+  if (!Array.isArray(v)) return [];
+  const out: Cell[][] = [];
+  for (const r of v) {
+    if (!Array.isArray(r)) continue;
+    const row: Cell[] = new Array(width);
+    for (let i = 0; i < width; i++) row[i] = normalizeCell(r[i]);
+    out.push(row);
+  }
+  return out;
+}
+
+export function normalizeColumns(v: unknown): RunsColumn[] {
+  if (!Array.isArray(v)) return [];
+  const out: RunsColumn[] = [];
+  for (const c of v) {
+    if (!isObject(c) || typeof c.key !== "string") continue;
+    out.push({
+      key: c.key,
+      label: typeof c.label === "string" ? c.label : c.key,
+      kind: typeof c.kind === "string" && KINDS.has(c.kind) ? (c.kind as ColumnKind) : "text",
+      group: typeof c.group === "string" && GROUPS.has(c.group) ? (c.group as ColumnGroup) : "config",
+    });
+  }
+  return out;
+}
+
+export function normalizeTable(v: unknown): RunsTable | null {
+  if (!isObject(v) || !Array.isArray(v.columns)) return null;
+  const columns = normalizeColumns(v.columns);
+  if (!columns.some((c) => c.key === "run_id")) return null;
+  const rows = normalizeRows(v.rows, columns.length);
+  const total = typeof v.total === "number" && Number.isFinite(v.total) ? Math.max(rows.length, Math.floor(v.total)) : rows.length;
+  const offset = typeof v.offset === "number" && Number.isFinite(v.offset) ? Math.max(0, Math.floor(v.offset)) : 0;
+  return { columns, rows, total, offset };
 }
 
 /** What one applied message changed; listeners get exactly one per applied message. */
 export interface StoreChange {
-  kind: "snapshot" | "delta" | "meta";
+  kind: "snapshot" | "delta" | "meta" | "table";
   /** series names (across runs) that got new points; ignored when `all` */
   series: Set<string>;
   runs: Set<string>;
   alerts: boolean;
   /** everything may have changed (snapshot, run list, settings from the kernel) */
   all: boolean;
+  /** a delta brought runs that became selected or dropped runs that were not (a user's choice: draw at once) */
+  selection?: boolean;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -343,6 +417,13 @@ export class Store {
   status: Status = { level: "ok", message: "" };
   info: Record<string, RunInfo> = {};
   defaultCharts: string[] = [];
+  /** the runs table (folder mode), null when the kernel sends none */
+  runsTable: RunsTable | null = null;
+  /** bumps when the table or a page of its rows arrives */
+  tableVersion = 0;
+  /** rows by run id: the trait's and those of pages the views asked for (their newest values) */
+  private rowsById = new Map<string, Cell[]>();
+  private columnIndexes = new Map<string, number>();
   /** bumps on every applied message */
   version = 0;
   /** browser clock (ms) when data for a run last arrived */
@@ -449,7 +530,8 @@ export class Store {
       this.alerts.push(...newAlerts);
       this.trimAlerts();
     }
-    this.emit({ kind: "delta", series: touched, runs, alerts: newAlerts.length > 0, all: newNames });
+    const selection = (Array.isArray(dropped) && dropped.length > 0) || (isObject(replaced) && Object.keys(replaced).length > 0);
+    this.emit({ kind: "delta", series: touched, runs, alerts: newAlerts.length > 0, all: newNames, selection });
   }
 
   private trimAlerts(): void {
@@ -462,6 +544,47 @@ export class Store {
   /** How many alerts there are (the newest in `alerts`, the older ones counted). */
   get alertTotal(): number {
     return this.alerts.length + this.olderAlerts.info + this.olderAlerts.warning + this.olderAlerts.critical;
+  }
+
+  /** The `runs_table` trait: replaces the table (rows that pages brought stay known until the columns change). */
+  setRunsTable(v: unknown): void {
+    const table = normalizeTable(v);
+    const before = this.runsTable?.columns.map((c) => c.key).join("\u0000");
+    this.runsTable = table;
+    this.columnIndexes = new Map((table?.columns ?? []).map((c, i) => [c.key, i]));
+    if (!table || before !== table.columns.map((c) => c.key).join("\u0000")) this.rowsById = new Map();
+    if (table) this.rememberRows(table.rows);
+    this.tableVersion++;
+    this.emit({ kind: "table", series: new Set(), runs: new Set(), alerts: false, all: false });
+  }
+
+  /** Rows of a page a view asked for ("runs.page"), with the table's columns: remembered by run id. */
+  addTableRows(rows: Cell[][]): void {
+    if (!rows.length) return;
+    this.rememberRows(rows);
+    this.tableVersion++;
+    this.emit({ kind: "table", series: new Set(), runs: new Set(), alerts: false, all: false });
+  }
+
+  private rememberRows(rows: Cell[][]): void {
+    const id = this.columnIndexes.get("run_id");
+    if (id === undefined) return;
+    for (const row of rows) if (typeof row[id] === "string") this.rowsById.set(row[id] as string, row);
+  }
+
+  /** Index of a table column in the rows, -1 if none. */
+  columnIndex(key: string): number {
+    return this.columnIndexes.get(key) ?? -1;
+  }
+
+  /** A run's row of the runs table, when this view has it. */
+  tableRow(runId: string): Cell[] | undefined {
+    return this.rowsById.get(runId);
+  }
+
+  /** What a run is called on screen: its display name (a nested run's path), else its id. */
+  runName(runId: string): string {
+    return this.info[runId]?.name ?? runId;
   }
 
   setMeta(meta: { runIds?: unknown; selected?: unknown; status?: unknown; info?: unknown; defaultCharts?: unknown }): void {
@@ -484,6 +607,7 @@ export class Store {
             trainer: typeof v.trainer === "string" ? v.trainer : null,
             started: typeof v.started === "number" ? v.started : null,
           };
+          if (typeof v.name === "string" && v.name) info[k].name = v.name.slice(0, MAX_CELL_CHARS);
         }
       }
       this.info = info;
@@ -497,9 +621,11 @@ export class Store {
   }
 
   /** The runs the charts show, in colour order: the selection (or every run in `run_ids` order when there is
-   * none), then runs only seen in data (a page saved without the selection). */
+   * none, except in folder mode, where an empty selection is the user's), then runs only seen in data (a page
+   * saved without the selection). */
   orderedRuns(): string[] {
-    const out = (this.selected.length ? this.selected : this.runIds).slice();
+    const all = !this.selected.length && !(this.runsTable && this.runsTable.total > 0);
+    const out = (all ? this.runIds : this.selected).slice();
     const seen = new Set(out);
     for (const r of this.runs.keys()) if (!seen.has(r)) out.push(r);
     return out;

@@ -1,10 +1,12 @@
 // One rendered view of a dashboard model. Every view of a model reads the same Store.
 import { AlertPanel, countAlerts } from "./alerts";
-import { ChartGrid, readTheme, runColor, type ChartClick, type DrawStats, type Settings, type Theme } from "./charts";
+import { ChartGrid, readTheme, type ChartClick, type DrawStats, type Settings, type Theme } from "./charts";
+import { RunColors } from "./colors";
 import { el } from "./dom";
 import { Header } from "./header";
 import { AlertBanner } from "./markers";
 import type { Requests } from "./requests";
+import { RunsPanel, renderLegend } from "./runs";
 import type { Alert, Store, StoreChange } from "./store";
 import css from "./style.css";
 
@@ -22,6 +24,8 @@ const FRAME_BUDGET_MS = 12;
 const DUTY_FACTOR = 9;
 const MAX_CHART_INTERVAL_MS = 1500;
 const PREFIX_DEFAULT_MAX = 12;
+/** a folder of more runs than this opens on the Runs tab */
+const RUNS_FIRST_ABOVE = 10;
 
 /** One requestAnimationFrame loop for every view on the page. */
 class Scheduler {
@@ -118,14 +122,25 @@ class Scheduler {
 
 const scheduler = new Scheduler();
 
-type TabId = "charts" | "alerts" | "ppo" | "ckpt";
+type TabId = "charts" | "runs" | "alerts" | "ppo" | "ckpt";
 
 const isPrefixed = (n: string) => n.startsWith("ppo:") || n.startsWith("ckpt:");
 
 export class View {
   readonly root: HTMLElement;
   private store: Store;
-  private settings: Settings = { xMode: "step", smoothing: DEFAULT_SMOOTHING, logY: false, focus: null };
+  private settings: Settings = { xMode: "step", smoothing: DEFAULT_SMOOTHING, logY: false, focus: null, highlight: null };
+  /** this view's colours of runs (charts, header, alerts, runs table): by run or by a runs-table column */
+  readonly colors: RunColors;
+  readonly runsPanel: RunsPanel;
+  /** the Charts tab's content (legend + chart grid); shown under the runs table on the Runs tab */
+  private chartsWrap: HTMLElement;
+  private legendEl: HTMLElement;
+  private colorSignature = "";
+  /** the colour scale knows whether the page is dark (re-read after a theme change) */
+  private themeKnown = false;
+  /** the user picked a tab: the view no longer opens the Runs tab by itself */
+  private tabChosen = false;
   private header: Header;
   private banner: AlertBanner;
   private focusBtn: HTMLButtonElement;
@@ -155,9 +170,15 @@ export class View {
   private themeObserver: MutationObserver;
   private destroyed = false;
 
-  constructor(store: Store, host: HTMLElement, readonly requests: Requests) {
+  constructor(
+    store: Store,
+    host: HTMLElement,
+    readonly requests: Requests,
+    select: (runIds: string[]) => void = () => {},
+  ) {
     this.store = store;
-    const colorOf = (runId: string) => runColor(store.colorIndex(runId));
+    this.colors = new RunColors(store);
+    const colorOf = this.colors.colorOf;
     const getTheme = () => (this.theme ??= readTheme(this.root));
     const req = (urgent: boolean) => this.schedule(urgent);
     const click = (c: ChartClick) => this.onChartClick(c);
@@ -173,6 +194,7 @@ export class View {
           title: (n) => n,
           defaults: (s) => (s.defaultCharts.length ? s.defaultCharts : CORE_DEFAULTS),
           emptyText: "Waiting for metrics…",
+          colorOf,
         },
         getTheme,
         req,
@@ -186,6 +208,7 @@ export class View {
           title: (n) => n.slice(4),
           defaults: (s) => s.seriesNames().filter((n) => n.startsWith("ppo:")).slice(0, PREFIX_DEFAULT_MAX),
           emptyText: "No PPO metrics.",
+          colorOf,
         },
         getTheme,
         req,
@@ -199,6 +222,7 @@ export class View {
           title: (n) => n.slice(5),
           defaults: (s) => s.seriesNames().filter((n) => n.startsWith("ckpt:")).slice(0, PREFIX_DEFAULT_MAX),
           emptyText: "No checkpoint metrics.",
+          colorOf,
         },
         getTheme,
         req,
@@ -206,6 +230,13 @@ export class View {
       ),
     };
     this.alerts = new AlertPanel(store, colorOf, (alert) => this.focusAlert(alert));
+    this.runsPanel = new RunsPanel(store, requests, this.colors, {
+      select,
+      hover: (runId) => this.setHighlight(runId),
+      colorBy: (key) => this.setColorBy(key),
+    });
+    this.legendEl = el("div", { className: "rldk-legend", hidden: true });
+    this.chartsWrap = el("div", { className: "rldk-chartswrap" }, [this.legendEl, this.grids.charts.el]);
 
     // tabs
     this.alertBadge = el("span", { className: "rldk-badge" });
@@ -213,11 +244,15 @@ export class View {
       const b = el("button", { type: "button", className: "rldk-tab", role: "tab" }, [label]);
       if (extra) b.append(extra);
       b.dataset.tab = id;
-      b.addEventListener("click", () => this.setTab(id));
+      b.addEventListener("click", () => {
+        this.tabChosen = true;
+        this.setTab(id);
+      });
       return b;
     };
     this.tabBtns = {
       charts: tab("charts", "Charts"),
+      runs: tab("runs", "Runs"),
       alerts: tab("alerts", "Alerts ", this.alertBadge),
       ppo: tab("ppo", "PPO"),
       ckpt: tab("ckpt", "Checkpoints"),
@@ -267,7 +302,8 @@ export class View {
         el("div", { className: "rldk-tabs", role: "tablist" }, Object.values(this.tabBtns)),
         this.toolbar,
       ]),
-      this.grids.charts.el,
+      this.chartsWrap,
+      this.runsPanel.el,
       this.grids.ppo.el,
       this.grids.ckpt.el,
       this.alerts.el,
@@ -281,12 +317,40 @@ export class View {
     // JupyterLab switches themes by changing attributes on <body>; re-read colours then
     this.themeObserver = new MutationObserver(() => {
       this.theme = null;
+      this.themeKnown = false;
       this.allDirty();
     });
     this.themeObserver.observe(document.body, { attributes: true, attributeFilter: ["data-jp-theme-light", "data-jp-theme-name", "class", "style"] });
 
     this.onChange({ kind: "snapshot", series: new Set(), runs: new Set(), alerts: true, all: true });
-    this.setTab("charts");
+    this.setTab((store.runsTable?.total ?? 0) > RUNS_FIRST_ABOVE ? "runs" : "charts");
+  }
+
+  /** A runs-table row is pointed at: that run stands out on every chart, the others fade (this view only). */
+  setHighlight(runId: string | null): void {
+    if (this.settings.highlight === runId) return;
+    this.settings.highlight = runId;
+    this.grids.charts.applyHighlight();
+    this.grids.ppo.applyHighlight();
+    this.grids.ckpt.applyHighlight();
+  }
+
+  /** Colour the runs by a runs-table column (null: by run). */
+  setColorBy(key: string | null): void {
+    this.colors.colorBy = key;
+    this.colorsMaybeChanged();
+  }
+
+  /** The one colour function's answers may have changed: redraw what shows colours. */
+  private colorsMaybeChanged(): void {
+    const sig = this.colors.signature();
+    renderLegend(this.legendEl, this.colors.legend(), (k) => k);
+    if (sig === this.colorSignature) return;
+    this.colorSignature = sig;
+    this.headerDirty = true;
+    this.alerts.onChange({ kind: "meta", series: new Set(), runs: new Set(), alerts: true, all: true });
+    this.runsPanel.colorsChanged();
+    this.allDirty();
   }
 
   private onChange(change: StoreChange): void {
@@ -296,9 +360,11 @@ export class View {
     this.grids.ppo.onChange(change);
     this.grids.ckpt.onChange(change);
     this.alerts.onChange(change);
+    this.runsPanel.onChange(change);
+    if (change.kind !== "delta") this.colorsMaybeChanged();
     this.updateTabs();
     this.updateStatus();
-    this.schedule(change.kind !== "delta");
+    this.schedule(change.kind !== "delta" || change.selection === true); // a selection draws at once
   }
 
   private updateTabs(): void {
@@ -307,7 +373,13 @@ export class View {
     const hasCkpt = names.some((n) => n.startsWith("ckpt:"));
     this.tabBtns.ppo.hidden = !hasPpo;
     this.tabBtns.ckpt.hidden = !hasCkpt;
-    if ((this.active === "ppo" && !hasPpo) || (this.active === "ckpt" && !hasCkpt)) this.setTab("charts");
+    const runs = this.store.runsTable?.total ?? 0;
+    this.tabBtns.runs.hidden = runs <= 1;
+    if ((this.active === "ppo" && !hasPpo) || (this.active === "ckpt" && !hasCkpt) || (this.active === "runs" && runs <= 1)) {
+      this.setTab("charts");
+    } else if (!this.tabChosen && this.active === "charts" && runs > RUNS_FIRST_ABOVE && this.tabBtns) {
+      this.setTab("runs"); // the table arrived (or grew past ten runs) before the user picked a tab
+    }
     const c = countAlerts(this.store.alerts, this.store.olderAlerts);
     this.alertBadge.textContent = `(${c.total})`;
     this.alertBadge.className = "rldk-badge" + (c.critical ? " rldk-badge-critical" : c.warning ? " rldk-badge-warning" : "");
@@ -326,7 +398,12 @@ export class View {
       b.classList.toggle("rldk-tab-on", k === id);
       b.setAttribute("aria-selected", String(k === id));
     }
-    this.grids.charts.setVisible(id === "charts");
+    // the charts show under the runs table too: hovering a row highlights its run, a checkbox adds it
+    if (id === "runs") this.runsPanel.chartSlot.append(this.chartsWrap);
+    else if (this.chartsWrap.parentElement !== this.root) this.runsPanel.el.before(this.chartsWrap);
+    this.runsPanel.setVisible(id === "runs");
+    this.grids.charts.setVisible(id === "charts" || id === "runs");
+    this.chartsWrap.hidden = !(id === "charts" || id === "runs");
     this.grids.ppo.setVisible(id === "ppo");
     this.grids.ckpt.setVisible(id === "ckpt");
     this.alerts.setVisible(id === "alerts");
@@ -351,7 +428,7 @@ export class View {
     this.settings.focus = { step, span, revision: (this.settings.focus?.revision ?? 0) + 1 };
     this.focusBtn.textContent = `step ${step.toLocaleString("en-US")} ×`;
     this.focusBtn.hidden = false;
-    if (this.active !== "charts") this.setTab("charts");
+    if (this.active !== "charts" && this.active !== "runs") this.setTab("charts");
     this.allDirty();
   }
 
@@ -393,23 +470,38 @@ export class View {
   flushCheap(): void {
     if (this.destroyed) return;
     this.stats.frames++;
+    if (!this.themeKnown && this.root.isConnected) {
+      this.themeKnown = true;
+      this.theme ??= readTheme(this.root);
+      const [r, g, b] = (this.theme.fg.match(/[\d.]+/g) ?? ["0", "0", "0"]).map(Number);
+      this.colors.setDark(0.299 * r + 0.587 * g + 0.114 * b > 140); // light text: a dark page
+      this.colorsMaybeChanged();
+    }
     if (this.headerDirty) {
       this.headerDirty = false;
       this.header.update();
       this.banner.update();
     }
     if (this.active === "alerts") this.alerts.flush();
+    if (this.active === "runs") this.runsPanel.flush();
+  }
+
+  /** The chart grid the visible tab shows (the Runs tab shows the Charts tab's), null for none. */
+  private chartTab(): "charts" | "ppo" | "ckpt" | null {
+    return this.active === "alerts" ? null : this.active === "runs" ? "charts" : this.active;
   }
 
   /** Charts of the visible tab that became dirty at or before `since` (performance.now()) wait to be drawn. */
   hasDirtyCharts(since: number): boolean {
-    return !this.destroyed && this.active !== "alerts" && this.grids[this.active].hasDirty(since);
+    const tab = this.chartTab();
+    return !this.destroyed && tab !== null && this.grids[tab].hasDirty(since);
   }
 
   /** Draw the visible tab's charts dirty since `since` until the deadline; true when none is left. */
   flushCharts(deadline: number, since: number): boolean {
-    if (this.destroyed || this.active === "alerts") return true;
-    return this.grids[this.active].flush(deadline, this.stats, since);
+    const tab = this.chartTab();
+    if (this.destroyed || tab === null) return true;
+    return this.grids[tab].flush(deadline, this.stats, since);
   }
 
   /** Test / benchmark hook: draw everything dirty now, ignoring frame budget and throttle. */

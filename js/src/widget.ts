@@ -13,12 +13,13 @@ interface Traits {
   info: unknown;
   default_charts: unknown;
   selected: unknown;
+  runs_table: unknown;
   [key: string]: unknown;
 }
 
 type Model = AnyModel<Traits>;
 
-const TRAITS = ["metrics", "alerts", "run_ids", "status", "info", "default_charts", "selected"] as const;
+const TRAITS = ["metrics", "alerts", "run_ids", "status", "info", "default_charts", "selected", "runs_table"] as const;
 
 /**
  * anywidget hands `initialize` and each `render` a different proxy object for the same underlying model, so
@@ -84,6 +85,7 @@ export class Sync {
     on("change:info", () => this.store.setMeta({ info: model.get("info") }));
     on("change:default_charts", () => this.store.setMeta({ defaultCharts: model.get("default_charts") }));
     on("change:selected", () => this.store.setMeta({ selected: model.get("selected") }));
+    on("change:runs_table", () => this.store.setRunsTable(model.get("runs_table")));
     on("change", () => register(model, this));
 
     this.store.setMeta({
@@ -93,6 +95,7 @@ export class Sync {
       defaultCharts: model.get("default_charts"),
       selected: model.get("selected"),
     });
+    this.store.setRunsTable(model.get("runs_table"));
     this.onSnapshot();
     register(model, this);
   }
@@ -165,7 +168,8 @@ export default {
       // a host that did not call initialize (or a model whose traits are all primitives): own the data here
       owned = sync = new Sync(model);
     }
-    const view = new View(sync.store, el, sync.requests);
+    const s = sync;
+    const view = new View(sync.store, el, sync.requests, (runIds) => s.select(runIds));
     (el as HTMLElement & { __rldk?: unknown }).__rldk = { view, store: sync.store, sync: owned, requests: sync.requests };
     return () => {
       view.destroy();

@@ -4,7 +4,9 @@
 
 Writes {light,dark}_inline.png (the widget in its cell), {light,dark}_sidebar.png (the whole window, the
 widget in JupyterLab's right sidebar) and {light,dark}_alerts.png (the inline widget on its Alerts tab), for a
-GRPO-like run of 300 steps (of 500) with three alerts.
+GRPO-like run of 300 steps (of 500) with three alerts; and {light,dark}_runs.png, the Runs tab of a sweep of 300
+runs (tests/browser/sweeps.py) with eight of them on the charts (sorted first), coloured by learning rate, one row
+pointed at. `--only runs` makes the last two only.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lab  # noqa: E402
+import sweeps  # noqa: E402
 
 VIEWPORT = {"width": 1500, "height": 1150}
 RUN_ID = "grpo_qwen0.5b_gsm8k"
@@ -130,9 +133,63 @@ def take(out: Path) -> list[Path]:
     return written
 
 
+RUNS_CELL = """\
+from rldk_widget import RLDKDashboard
+
+dash = RLDKDashboard.from_dir({folder!r}, auto_refresh=False)
+dash.select({runs!r})
+dash"""
+RUNS_SHOWN = [f"ours_{i:03d}" for i in (0, 2, 4, 6, 8, 12, 14, 16)]
+"""learning rates 1e-6 … 1e-4, betas 0 … 0.1"""
+POINTED_AT = "ours_004"
+
+
+def take_runs(out: Path) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    root = lab.NOTEBOOK_ROOT
+    with lab.LabServer() as server, sync_playwright() as playwright:
+        folder = server.base / "sweep"
+        sweeps.write_sweep(folder, 300, hostile=False)
+        notebook = lab.write_notebook(server.root_dir, "sweep", [RUNS_CELL.format(folder=str(folder), runs=RUNS_SHOWN)])
+        browser = lab.launch_chromium(playwright)
+        try:
+            # tall enough for the whole widget: a screenshot that scrolls would move another row under the pointer
+            context, page, console = lab.new_page(browser, {"width": VIEWPORT["width"], "height": 1750})
+            lab.open_notebook(page, server, notebook)
+            lab.run_all_cells(page)
+            lab.wait_for_cells_done(page, 90)
+            page.evaluate("() => { const s = window.jupyterapp.shell; if (!s.leftCollapsed) s.collapseLeft(); }")
+            page.locator(f"{root} .rldk-runs-row").first.wait_for()
+            page.locator(f"{root} .rldk-runs-hcell[data-key='__selected']").click()  # the runs on the charts first
+            page.locator(f"{root} .rldk-runs-tools select").select_option("args.learning_rate")
+            for name, theme in THEMES.items():
+                page.mouse.move(5, 5)
+                lab.set_theme(page, theme)
+                lab.wait_until(
+                    lambda: all(len(c["vertices"]) >= 2 * len(RUNS_SHOWN) for c in lab.view_state(page, root)["charts"]),
+                    30, "the charts of the selected runs",
+                )
+                page.locator(f"{root} .rldk-runs-row[data-run='{POINTED_AT}'] .rldk-runs-name").hover()
+                page.wait_for_timeout(800)
+                inline = page.locator(root).first
+                path = out / f"{name}_runs.png"
+                inline.screenshot(path=str(path))
+                written.append(path)
+            if console.errors:
+                print("console errors:\n  " + "\n  ".join(console.errors), file=sys.stderr)
+            context.close()
+        finally:
+            browser.close()
+    return written
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=lab.REPO / "docs" / "screenshots")
+    parser.add_argument("--only", choices=("all", "runs"), default="all")
     args = parser.parse_args()
     if lab.chromium_path() is None:
         print("Debian chromium is not installed (make chromium)", file=sys.stderr)
@@ -141,7 +198,7 @@ def main() -> int:
         print(f"the front-end bundle {lab.BUNDLE} is missing: run `npm run build` in js/", file=sys.stderr)
         return 2
     started = time.monotonic()
-    for path in take(args.out):
+    for path in (take(args.out) if args.only == "all" else []) + take_runs(args.out):
         print(path)
     print(f"done in {time.monotonic() - started:.0f} s")
     return 0

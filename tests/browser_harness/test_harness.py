@@ -443,3 +443,121 @@ def test_first_render_of_100k_steps_and_a_stream_into_two_views_draw_every_point
     s1, s2 = summaries(page)
     assert s1 == s2 and set(s1) == {"reward_mean", "kl_mean", "loss", "entropy_mean", "grad_norm", "learning_rate"}
     assert any(x1 == res["lastX"] for _n, _x0, x1, _y in s1["loss"]), s1["loss"]
+
+
+# --------------------------------------------------------------------------------------------------------
+# the Runs tab (js/src/runs.ts): a table of a thousand runs, and one beyond the synced rows (paged)
+
+RUNS_TABLE_JS = """
+window.runsTable = (n, total, offset = 0) => {
+  const columns = [
+    ['run_id', 'run id', 'text', 'identity'], ['name', 'run', 'text', 'identity'], ['source', 'source', 'text', 'identity'],
+    ['folder', 'folder', 'text', 'identity'], ['trainer', 'trainer', 'text', 'identity'], ['status', 'status', 'status', 'identity'],
+    ['step', 'step', 'number', 'progress'], ['max_steps', 'max steps', 'number', 'progress'],
+    ['duration_s', 'duration', 'duration', 'progress'], ['started', 'started', 'time', 'progress'],
+    ['last_activity', 'last record', 'time', 'progress'], ['duplicate_of', 'duplicate_of', 'text', 'identity'],
+    ['last.reward_mean', 'last.reward_mean', 'number', 'metrics'], ['best.reward_mean', 'best.reward_mean', 'number', 'metrics'],
+    ['last.kl_mean', 'last.kl_mean', 'number', 'metrics'], ['alerts.info', 'alerts.info', 'number', 'alerts'],
+    ['alerts.warning', 'alerts.warning', 'number', 'alerts'], ['alerts.critical', 'alerts.critical', 'number', 'alerts'],
+    ['args.beta', 'args.beta', 'number', 'config'], ['args.learning_rate', 'args.learning_rate', 'number', 'config'],
+    ['optim', 'optim', 'text', 'config'], ['seed', 'seed', 'number', 'config'],
+  ].map(([key, label, kind, group]) => ({key, label, kind, group}));
+  const now = Date.now() / 1000;
+  const row = (i) => [`run${String(i).padStart(5, '0')}`, `sweep/lr_${i % 7}/s${i}`, 'rldk', '/sweep', 'grpo',
+    ['running', 'finished', 'stopped'][i % 3], 100 + (i * 37) % 900, 1000, 60 * (i % 50), now - 3600, now - (i % 600),
+    null, i % 11 === 0 ? null : Math.sin(i) * 0.5 + 0.5, Math.cos(i) * 0.5 + 0.5, 0.01 * (i % 13), i % 5, i % 7 === 0 ? 2 : 0,
+    i % 97 === 0 ? 1 : 0, [0, 0.01, 0.04, 0.1][i % 4], [1e-6, 3e-6, 1e-5, 3e-5, 1e-4][i % 5], i % 2 ? 'adamw' : 'sgd', i % 10];
+  return {columns, rows: Array.from({length: n}, (_, k) => row(offset + k)), total, offset};
+};
+"""
+
+SETUP_RUNS = """async ({n, total}) => {
+  const {state, lengths} = H.makeState({steps: 2000, runIds: ['run00000', 'run00001']});
+  state.runs_table = runsTable(n, total);
+  state.selected = ['run00000', 'run00001'];
+  window.lengths = lengths;
+  window.model = await H.createModel(state);
+  window.v1 = await H.renderView(model, document.getElementById('view1'));
+  await H.settle([v1]);
+  return v1.el.querySelector("button.rldk-tab[aria-selected='true']").dataset.tab;
+}"""
+
+RUNS_STATE_JS = """() => {
+  const root = v1.el;
+  const rows = [...root.querySelectorAll('.rldk-runs-row:not([hidden])')]
+    .map((r) => ({y: new DOMMatrix(getComputedStyle(r).transform).m42, run: r.dataset.run,
+                  name: r.querySelector('.rldk-runs-name').textContent}))
+    .sort((a, b) => a.y - b.y);
+  return {rows, count: root.querySelector('.rldk-runs-count').textContent, stats: {...v1.internals.view.runsPanel.stats},
+          shown: v1.internals.view.runsPanel.shownRunIds(),
+          requests: model.sent.filter((m) => m.type === 'request')};
+}"""
+
+SCROLL_FRAMES_JS = """async (frames) => {
+  const scroll = v1.el.querySelector('.rldk-runs-scroll');
+  const panel = v1.internals.view.runsPanel;
+  const render = [];
+  const gaps = [];
+  let last = performance.now();
+  const max = scroll.scrollHeight - scroll.clientHeight;
+  for (let i = 1; i <= frames; i++) {
+    scroll.scrollTop = (max * i) / frames;
+    const t = await new Promise(requestAnimationFrame);
+    gaps.push(t - last);
+    last = t;
+    render.push(panel.stats.lastRenderMs);
+  }
+  return {render, gaps};
+}"""
+
+
+def test_runs_table_of_a_thousand_runs_sorts_and_scrolls_within_a_frame(page):
+    page.evaluate(RUNS_TABLE_JS)
+    assert page.evaluate(SETUP_RUNS, {"n": 1000, "total": 1000}) == "runs"  # more than ten runs: the Runs tab first
+    state = page.evaluate(RUNS_STATE_JS)
+    assert state["count"] == "1,000 runs · 2 on the charts" and len(state["rows"]) <= 31
+    for key in ("last.reward_mean", "args.learning_rate", "name", "optim", "status", "last.reward_mean"):
+        page.locator(f"#view1 .rldk-runs-hcell[data-key='{key}']").click()
+    state = page.evaluate(RUNS_STATE_JS)
+    assert state["stats"]["sorts"] == 6
+    # the last click sorted ascending by last reward: missing values (every 11th run) last
+    assert state["shown"][-91:] == [f"run{i:05d}" for i in range(0, 1000, 11)]
+    print(f"sort of 1000 rows: max {state['stats']['maxSortMs']:.2f} ms")
+    assert state["stats"]["maxSortMs"] <= 50
+    scrolled = page.evaluate(SCROLL_FRAMES_JS, 60)
+    render = sorted(scrolled["render"])
+    gaps = sorted(scrolled["gaps"])
+    print(f"scroll of 1000 rows: render p50 {render[30]:.2f} / p95 {render[57]:.2f} / max {render[-1]:.2f} ms; "
+          f"frame gap p50 {gaps[30]:.1f} / p95 {gaps[57]:.1f} ms")
+    assert render[57] <= 16, render
+    state = page.evaluate(RUNS_STATE_JS)
+    assert state["rows"][-1]["y"] == 999 * 24 and state["rows"][-1]["run"] == state["shown"][-1]
+
+
+def test_a_table_beyond_the_synced_rows_is_paged_through_requests(page):
+    page.evaluate(RUNS_TABLE_JS)
+    page.evaluate(SETUP_RUNS, {"n": 1000, "total": 5000})
+    state = page.evaluate(RUNS_STATE_JS)
+    assert state["count"] == "5,000 runs · 2 on the charts" and state["requests"] == []
+    # scrolled past the synced rows: placeholders, then the page the kernel sends
+    page.evaluate("() => { v1.el.querySelector('.rldk-runs-scroll').scrollTop = 3000 * 24; }")
+    request = page.wait_for_function(
+        "() => model.sent.filter((m) => m.type === 'request' && m.what === 'runs.page').pop()").json_value()
+    assert request["params"]["offset"] <= 3000 < request["params"]["offset"] + request["params"]["limit"]
+    assert request["params"]["sort"] is None and request["params"]["filter"] == ""
+    reply = """(r) => model.custom({type: 'reply', id: r.id, slot: r.slot,
+                                   data: runsTable(r.params.limit, 5000, r.params.offset)})"""
+    page.evaluate(reply, request)
+    page.wait_for_function("() => v1.el.querySelector(\".rldk-runs-row[data-run='run03000']\")")
+    # a filter and a sort are the kernel's: a new first page is asked for
+    page.locator("#view1 .rldk-runs-filter").fill("lr_3")
+    page.locator("#view1 .rldk-runs-hcell[data-key='seed']").click()
+    request = page.wait_for_function(
+        """() => { const r = model.sent.filter((m) => m.type === 'request' && m.what === 'runs.page').pop();
+                   return r.params.sort && r; }""").json_value()
+    assert request["params"] == {"offset": 0, "limit": 300, "sort": {"key": "seed", "desc": True}, "filter": "lr_3"}
+    page.evaluate("""(r) => { const t = runsTable(12, 5000, 40); t.total = 12; t.offset = 0;
+                             model.custom({type: 'reply', id: r.id, slot: r.slot, data: t}); }""", request)
+    page.wait_for_function("() => v1.el.querySelector('.rldk-runs-count').textContent.startsWith('12 of 5,000')")
+    state = page.evaluate(RUNS_STATE_JS)
+    assert [r["run"] for r in state["rows"]] == [f"run{i:05d}" for i in range(40, 52)]

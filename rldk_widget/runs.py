@@ -187,10 +187,10 @@ class Sweep:
             return False
         if state.signature is None and not state.from_cache and self._use_cache(state, signature):
             return True
-        if state.from_cache or state.reader is None:
+        adopted = state.ref.run_id in self._adopted
+        if not adopted and (state.from_cache or state.reader is None):
             _close(state.reader)
             state.summary, state.reader, state.from_cache = RunSummary(), None, False
-        adopted = state.ref.run_id in self._adopted
         if state.ref.source == "rldk":
             self._read_ours(state, records=not adopted)
         else:

@@ -119,3 +119,21 @@ def test_the_alerts_snapshot_keeps_the_newest_and_counts_the_older(tmp_path):
         assert len(dash.alerts) == 700
     finally:
         dash.close()
+
+
+def test_the_runs_table_of_runs_that_appear_later_has_their_steps_and_metrics(tmp_path):
+    """Runs the dashboard reads itself feed the table's summaries (Sweep.adopt): none is left empty."""
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    dash = RLDKDashboard.from_dir(sweep_dir, auto_refresh=False)
+    try:
+        for name in ("a", "b"):
+            store = RunStore(sweep_dir / name, "grpo")
+            store.write_info({"trainer": "grpo", "writer": "RLDKCallback", "max_steps": 5})
+            store.append_metrics_many({"step": s, "loss": 0.1, "reward_mean": 0.5 + s / 10} for s in range(1, 6))
+        dash.update_data()
+        table = dash.runs().set_index("name")
+        assert table.loc["a/grpo", "step"] == 5 and table.loc["b/grpo", "last.reward_mean"] == 1.0
+        assert table.loc["a/grpo", "best.reward_mean"] == 1.0
+    finally:
+        dash.close()

@@ -26,13 +26,15 @@ import weakref
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .remote_fs import open_url, redact_text, redact_url
+from .remote_fs import bounded, open_url, redact_text, redact_url
 from .tailfile import lock_shared, unlock
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_INTERVAL_S = 30.0
 MAX_BACKOFF_S = 600.0
+REQUEST_TIMEOUT_S = 60.0
+"""A listing or upload that has not finished by then (plus a second per MB uploaded) is given up (and retried)."""
 FINAL_TIMEOUT_S = 30.0
 """How long the end of training (and process exit) waits for the last upload at most."""
 ATOMIC_PUT = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "hf", "memory"})
@@ -59,6 +61,7 @@ class Mirror:
         interval: float = DEFAULT_INTERVAL_S,
         warn: Callable[[str], None] | None = None,
         exit_upload: bool = True,
+        request_timeout: float = REQUEST_TIMEOUT_S,
     ) -> None:
         """`warn(message)`: how the first failure and the first recovery are told (default `warnings.warn`).
         `exit_upload`: finish at process exit (an owner that finishes it itself, RLDKCallback after writing its queued
@@ -72,6 +75,7 @@ class Mirror:
         self.url = redact_url(url)
         """The remote folder as it may be shown (no credentials)."""
         self.interval = float(interval)
+        self.request_timeout = float(request_timeout)
         self._fs, root = open_url(url, storage_options)  # a missing package raises now, before training starts
         self._root = root.rstrip("/")
         protocol = self._fs.protocol if isinstance(self._fs.protocol, str) else self._fs.protocol[0]
@@ -207,7 +211,7 @@ class Mirror:
             invalidate = getattr(self._fs, "invalidate_cache", None)
             if invalidate is not None:
                 invalidate(self._root)
-            listing = self._fs.ls(self._root, detail=True)
+            listing = bounded(self._fs, "ls", self.request_timeout, self._root, detail=True)
         except FileNotFoundError:
             return {}
         sizes = {}
@@ -238,15 +242,16 @@ class Mirror:
 
     def _put(self, name: str, data: bytes) -> None:
         target = f"{self._root}/{name}"
+        timeout = self.request_timeout + len(data) / 1e6  # a hung upload (a server that stopped answering) ends
         if self._atomic_put:
-            self._fs.pipe_file(target, data)
+            bounded(self._fs, "pipe_file", timeout, target, data)
             return
         if not self._made_folder:
             self._fs.makedirs(self._root, exist_ok=True)
             self._made_folder = True
         temporary = f"{self._root}/.{name}.{os.getpid()}.uploading"
-        self._fs.pipe_file(temporary, data)
-        self._fs.mv(temporary, target)
+        bounded(self._fs, "pipe_file", timeout, temporary, data)
+        bounded(self._fs, "mv", self.request_timeout, temporary, target)
 
     def _failed(self, err: BaseException) -> None:
         text = redact_text(f"{type(err).__name__}: {err}".strip())[:300]

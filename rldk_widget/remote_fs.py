@@ -120,6 +120,23 @@ def redact_text(text: str) -> str:
     return _URL_IN_TEXT.sub(lambda m: redact_url(m.group(0)), text)
 
 
+def bounded(fs: Any, method: str, timeout: float | None, *args: Any, **kwargs: Any) -> Any:
+    """`fs.<method>(*args, **kwargs)`, for an async fsspec file system (s3fs, gcsfs, http) cancelled after `timeout`
+    seconds (fsspec's sync wrapper takes `timeout`: a request that hangs, e.g. an upload to a server that stopped
+    answering, ends with FSTimeoutError); other file systems rely on their own timeouts."""
+    if timeout is not None and timeout > 0 and _is_async(fs):
+        return getattr(fs, method)(*args, timeout=timeout, **kwargs)
+    return getattr(fs, method)(*args, **kwargs)
+
+
+def _is_async(fs: Any) -> bool:
+    try:
+        from fsspec.asyn import AsyncFileSystem
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(fs, AsyncFileSystem)
+
+
 def package_for(protocol: str) -> tuple[str, str | None]:
     return PROTOCOL_PACKAGES.get(protocol, (f"the fsspec implementation of {protocol}://", None))
 
@@ -352,7 +369,7 @@ class FsspecFileSystem:
                 self._tails.move_to_end(key)
                 return info, tail.data[start - tail.start : end - tail.start]
         try:
-            data = self._call("cat_file", self.fs.cat_file, key, start=start, end=end)
+            data = self._call("cat_file", self._cat, key, start, end)
         except OSError as err:
             if err.errno == errno.EINVAL and "range" in str(err).lower():  # shorter than `start` now (replaced)
                 return info._replace(size=start, version=None), b""
@@ -381,10 +398,7 @@ class FsspecFileSystem:
         with self._lock:
             pass_no = self._pass
         try:
-            invalidate = getattr(self.fs, "invalidate_cache", None)
-            if invalidate is not None:
-                invalidate(key)  # s3fs, gcsfs and HfFileSystem keep listings of their own: never use theirs
-            raw = self._call("ls", self.fs.ls, key, detail=True)
+            raw = self._call("ls", self._ls, key)
         except FileNotFoundError:
             entries = None
         else:
@@ -405,6 +419,16 @@ class FsspecFileSystem:
                 for stale in oldest:
                     del self._listings[stale]
         return entries
+
+    def _ls(self, key: str, timeout: float) -> list[dict[str, Any]]:
+        """One listing of the folder, on a request thread (HfFileSystem's invalidate_cache may ask the Hub too)."""
+        invalidate = getattr(self.fs, "invalidate_cache", None)
+        if invalidate is not None:
+            invalidate(key)  # s3fs, gcsfs and HfFileSystem keep listings of their own: never use theirs
+        return bounded(self.fs, "ls", timeout, key, detail=True)
+
+    def _cat(self, key: str, start: int, end: int, timeout: float) -> bytes:
+        return bounded(self.fs, "cat_file", timeout, key, start=start, end=end)
 
     def _keep_tail(self, key: str, info: FileStat, start: int, data: bytes) -> None:
         if len(data) > TAIL_BYTES:
@@ -440,7 +464,7 @@ class FsspecFileSystem:
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="rldk-remote")
             self.requests[kind] = self.requests.get(kind, 0) + 1
-            future = self._pool.submit(fn, *args, **kwargs)
+            future = self._pool.submit(fn, *args, timeout=max(0.05, remaining - 0.05), **kwargs)
         try:
             result = future.result(timeout=remaining)
         except concurrent.futures.TimeoutError:

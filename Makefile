@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml js/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet torch==2.13.0
-	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet -e ".[test,test-remote]"
 	touch $(STAMP)
 
 install: $(STAMP) $(BUNDLE)
@@ -24,7 +24,7 @@ install: $(STAMP) $(BUNDLE)
 # The bench extra (trackio, for benchmarks/single_call.py) only for make bench: make test runs that script's quick
 # mode without it (trackio rows are printed as skipped).
 $(BENCH_STAMP): $(STAMP)
-	$(PIP) install --quiet -e ".[test,bench]"
+	$(PIP) install --quiet -e ".[test,test-remote,bench]"
 	touch $(BENCH_STAMP)
 
 # The wheel build runs the same npm build; this rule rebuilds the bundle after a change in js/ during development.

@@ -13,7 +13,7 @@ import time
 import warnings
 import weakref
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -34,7 +34,8 @@ Listener = Callable[[str, dict[str, Any]], None]
 LISTENER_KINDS: tuple[str, ...] = ("metrics", "alert", "ppo_metrics", "checkpoint_summary", "run_info", "samples")
 _FILE_OF_KIND = {"metrics": "metrics", "alert": "alerts", "ppo_metrics": "ppo_metrics"}
 _LIVE_CALLBACKS: "weakref.WeakSet[RLDKCallback]" = weakref.WeakSet()
-_ARGUMENTS = ("output_dir", "run_id", "log_interval", "alert_rules", "write_interval", "trainer", "samples")
+_ARGUMENTS = ("output_dir", "run_id", "log_interval", "alert_rules", "write_interval", "trainer", "samples", "mirror_to",
+              "storage_options", "mirror_interval")
 
 
 def _guarded(hook: Callable[..., None]) -> Callable[..., None]:
@@ -75,6 +76,13 @@ class RLDKCallback(TrainerCallback):
     process write what is queued; `write_interval=0` writes every log before `on_log` returns. The default of
     0.25 s keeps a view live while a pass (which also evicts the trainer's code and data from the CPU caches)
     runs at most four times a second: benchmarks/overhead.py measured 2.5% on a 15 ms toy step at 0.1 s.
+
+    `mirror_to` (an fsspec URL, e.g. `s3://bucket/sweep/`, with `storage_options` for credentials and endpoint): the
+    folder that also receives this run's files, so a dashboard elsewhere can read them (`from_dir(url)`). The local
+    files stay the truth; a background thread uploads the files that changed every `mirror_interval` seconds as whole
+    objects, and once more at the end of training and of the process (mirror.py). A remote that is down never slows
+    or stops training: uploads are retried with backoff and catch up when it answers (one warning when they start
+    failing, one when they work again).
     """
 
     def __init__(
@@ -86,6 +94,9 @@ class RLDKCallback(TrainerCallback):
         write_interval: float = 0.25,
         trainer: Any = None,
         samples: bool | SampleSettings = True,
+        mirror_to: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        mirror_interval: float = 30.0,
         **unknown: Any,
     ) -> None:
         reject_unknown("RLDKCallback()", unknown, _ARGUMENTS)
@@ -118,6 +129,20 @@ class RLDKCallback(TrainerCallback):
         )
         self._capture: Any = None
         self._queued_logs = EventInbox(self._write_logs, name="rldk-callback-writes", coalesce_s=write_interval)
+        self.mirror: Any = None
+        """The `mirror.Mirror` uploading the run's files to `mirror_to` (None without one)."""
+        if mirror_to is not None:
+            from .fs import is_url
+            from .mirror import Mirror
+
+            if not is_url(mirror_to):
+                raise ValueError(f"mirror_to must be an fsspec URL (s3://bucket/folder/, ...), got {mirror_to!r}")
+            if is_url(str(output_dir)):
+                raise ValueError("output_dir must be a local folder (the truth); mirror_to is the remote folder")
+            self.mirror = Mirror(output_dir, self.run_id, mirror_to, storage_options, mirror_interval,
+                                 warn=self._mirror_warning, exit_upload=False)  # the exit hook below: logs first
+        elif storage_options:
+            raise ValueError("storage_options are for mirror_to (the remote folder); no mirror_to was given")
         _LIVE_CALLBACKS.add(self)
         if trainer is not None:
             self._watch(trainer)
@@ -184,6 +209,8 @@ class RLDKCallback(TrainerCallback):
     def on_train_begin(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs: Any):
         if not state.is_world_process_zero:
             return
+        if self.mirror is not None:
+            self.mirror.start()
         self.max_steps = state.max_steps if state.max_steps and state.max_steps > 0 else None
         self.trainer_kind = kind_from_class(args) or self.trainer_kind
         now = time.time()
@@ -248,6 +275,21 @@ class RLDKCallback(TrainerCallback):
             self._store.retry_unwritten()
             self._check_write_errors()
             self._store.close()
+        self.finish_mirror()
+
+    def finish_mirror(self, timeout: float | None = None) -> bool:
+        """Upload what changed now and stop the mirror thread (the end of training, and of the process, do); waits at
+        most `timeout` seconds (default mirror.FINAL_TIMEOUT_S). True if everything is uploaded (or no mirror)."""
+        if self.mirror is None or not self.mirror.running:
+            return True
+        from .mirror import FINAL_TIMEOUT_S
+
+        self.flush()
+        return self.mirror.finish(FINAL_TIMEOUT_S if timeout is None else timeout)
+
+    def _mirror_warning(self, message: str) -> None:
+        logger.warning(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
 
     # internals -----------------------------------------------------------------------------------------------
     def _alert_monitor(self) -> AlertMonitor:
@@ -268,6 +310,8 @@ class RLDKCallback(TrainerCallback):
     def _run_store(self) -> RunStore:
         if self._store is None:
             self._store = RunStore(self.output_dir, self.run_id)
+            if self.mirror is not None:  # only rank zero writes: so only rank zero uploads
+                self.mirror.start()
         return self._store
 
     def _write_logs(self, queued: list[tuple[int, float, dict[str, Any], RawBatch | None]]) -> None:
@@ -411,3 +455,8 @@ def _write_queued_logs_at_exit() -> None:
     """A script that ends (or fails) between two writes still leaves every log it got on disk."""
     for callback in list(_LIVE_CALLBACKS):
         callback.flush()
+    for callback in list(_LIVE_CALLBACKS):
+        try:
+            callback.finish_mirror()
+        except Exception:  # noqa: BLE001 - exiting anyway
+            logger.exception("the last upload of %s failed", callback.run_id)

@@ -36,6 +36,7 @@ from .pages import PageServer
 from .records import SEVERITIES, alert_from_file, alert_record, as_list, encode_or_raise, group_by_run, metrics_record
 from .series import Points, RunSeries
 from .discovery import RunRef
+from .fs import LOCAL, FileSystem, RemotePath, is_url
 from .hf_state import trainer_state_run_id
 from .run_summary import RunSummary
 from .runs import Sweep, runs_table
@@ -48,6 +49,9 @@ from .trl_samples import completions_folder
 from .subshell import SubshellRoute
 from .traits import LiveTrait, MetricsView
 from .transport import DeltaChannel
+
+REMOTE_UNAVAILABLE = "remote unavailable"
+"""How a remote folder's failure to answer starts in a problem text (remote_fs.RemoteError)."""
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +68,7 @@ _FILE_OF_EVENT = {"alert": "alerts"}
 _DEFAULT_PORT = 8501
 _CONSTRUCTOR_ARGS = (
     "output_dir", "port", "auto_refresh", "run_id", "refresh_interval", "alert_rules", "static_picture",
-    "storage_options",
+    "storage_options", "remote_timeout",
 )
 WIDGET_KWARGS = ("layout", "tabbable", "tooltip", "_dom_classes")
 """ipywidgets layout arguments users pass to any widget; they go to the widget unchanged."""
@@ -145,13 +149,16 @@ class RLDKDashboard(anywidget.AnyWidget):
         alert_rules: AlertRules | None = None,
         static_picture: bool | None = None,
         storage_options: Mapping[str, Any] | None = None,
+        remote_timeout: float = 10.0,
         **widget_kwargs: Any,
     ) -> None:
         """`alert_rules`: thresholds of the health checks the dashboard runs on runs without alerts of their own
         (default: `AlertRules.for_trainer` of each run's trainer kind). `static_picture`: put a picture of the
         charts and a summary under the live view when it is displayed, kept current, so a saved notebook shows the
-        run where widgets cannot (default: yes, except in Colab; static_output.py). `storage_options` is for remote
-        folders (fsspec URLs); a local folder does not use it.
+        run where widgets cannot (default: yes, except in Colab; static_output.py). `output_dir` may be an fsspec URL
+        (`s3://bucket/sweep/`, `gs://`, `hf://`, `memory://`, ...: a remote folder, read through remote_fs.py and never
+        written to); `storage_options` go to its file system (credentials, endpoint) and a local folder does not use
+        them; `remote_timeout` bounds each read of a remote folder (from_dir, update_data, auto-refresh passes).
         `widget_kwargs`: ipywidgets layout arguments (layout, tabbable, tooltip); anything else is a TypeError."""
         reject_unknown("RLDKDashboard()", widget_kwargs, [*_CONSTRUCTOR_ARGS, *WIDGET_KWARGS])
         self._local = threading.local()
@@ -172,7 +179,8 @@ class RLDKDashboard(anywidget.AnyWidget):
                 "RLDKDashboard(port=...) is ignored: the dashboard is a notebook widget, not a web server.",
                 stacklevel=2,
             )
-        if storage_options:
+        remote = is_url(output_dir)
+        if storage_options and not remote:
             warnings.warn("RLDKDashboard(storage_options=...) is used for remote folders; a local folder ignores it.",
                           stacklevel=2)
         if run_id is not None:
@@ -184,6 +192,12 @@ class RLDKDashboard(anywidget.AnyWidget):
             )
         if alert_rules is not None and not isinstance(alert_rules, AlertRules):
             raise TypeError(f"alert_rules must be an AlertRules or None, got {type(alert_rules).__name__}")
+        self._fs: FileSystem = LOCAL
+        self._remote_note: str | None = None
+        if remote:  # a missing fsspec package raises here, naming what to install
+            from .remote_fs import FsspecFileSystem
+
+            self._fs = FsspecFileSystem(str(output_dir), storage_options, timeout=remote_timeout)
         self._runs: dict[str, RunSeries] = {}
         self._alerts: list[dict[str, Any]] = []
         self._changed_since_snapshot = False
@@ -193,13 +207,14 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._problems: dict[str, dict[str, str]] = {}
         self._step_counts: dict[tuple[str, str], list[int]] = {}
         super().__init__(**widget_kwargs)
-        self.output_dir = Path(output_dir)
+        # a remote folder is shown and read by its URL without credentials (remote_fs.redact_url)
+        self.output_dir = RemotePath(self._fs.root_url) if self._fs.remote else Path(output_dir)
         self.port = port
         self.run_id = run_id
         self.storage_options = dict(storage_options or {})
         self.refresh_interval = float(refresh_interval)
         self._writer_run_id = run_id or default_run_id()
-        self._sweep = Sweep(self.output_dir) if run_id is None else None
+        self._sweep = Sweep(self.output_dir, fs=self._fs) if run_id is None else None
         self._single_ref = None if run_id is None else _single_run_ref(self.output_dir, run_id)
         self._health = HealthChecks(
             self._runs, self._lock, self._report_computed_alerts, alert_rules,
@@ -290,7 +305,14 @@ class RLDKDashboard(anywidget.AnyWidget):
         """Read what was added to the run files since the last call (all runs of `output_dir`, in sub-folders too,
         when run_id is None); a file that shrank or was replaced is read again whole. Never raises: a file or
         folder that cannot be read is reported in `load_report` and the status line, and everything read before
-        stays shown."""
+        stays shown. A remote folder's pass is bounded by `remote_timeout`; a remote that does not answer is shown in
+        the status line ("remote read 40 s ago: timeout — retrying in 8 s") and auto-refresh backs off."""
+        if self._fs.remote:
+            self._remote_pass()
+            return
+        self._update_data()
+
+    def _update_data(self) -> None:
         with self._lock:
             self._discover()
             for run_id in self._runs_to_read():
@@ -299,6 +321,28 @@ class RLDKDashboard(anywidget.AnyWidget):
                     store.retry_unwritten()
                 self._poll_safely(run_id)
             self._refresh_runs_table()
+
+    def _remote_pass(self, auto: bool = False) -> None:
+        """One refresh pass over a remote folder within the timeout (auto-refresh: only once the backoff after a
+        failure is over), then the remote's state in the status line."""
+        fs = self._fs
+        if not auto or fs.health.due():
+            with self._lock, fs.deadline():
+                fs.begin_pass()
+                self._update_data()
+        with self._lock:
+            note = fs.health.status()
+            if note != self._remote_note:
+                self._remote_note = note
+                if self.status.get("level") != "error":
+                    self._show_problems()
+
+    def _auto_refresh(self) -> None:
+        """An auto-refresh pass (on the refresh thread)."""
+        if self._fs.remote:
+            self._remote_pass(auto=True)
+        else:
+            self.update_data()
 
     def _discover(self) -> None:
         """Runs in the folder (the Sweep: nested folders too) or the one run asked for; new ones get a series."""
@@ -377,15 +421,15 @@ class RLDKDashboard(anywidget.AnyWidget):
             return None
         if ref.source == "hf":
             return self._hf_reader(run_id)
-        return self._store(run_id, Path(ref.folder), ref.file_stem)
+        return self._store(run_id, ref.folder, ref.file_stem, self._fs)
 
     def _hf_reader(self, run_id: str) -> TrainerStateReader:
         """A Hugging Face folder's reader (its trainer_state.json files), and its completions indexed."""
         reader = self._hf_readers.get(run_id)
         if reader is None:
             folder = self._refs[run_id].folder if run_id in self._refs else self._sweep.runs[run_id].folder
-            reader = self._hf_readers[run_id] = TrainerStateReader(folder)
-            self._samples.watch(run_id, completions_dir=completions_folder(folder))
+            reader = self._hf_readers[run_id] = TrainerStateReader(folder, self._fs)
+            self._samples.watch(run_id, completions_dir=completions_folder(folder), fs=self._fs)
         return reader
 
     def _poll_trainer_state(self, run_id: str, reader: TrainerStateReader) -> None:
@@ -450,6 +494,11 @@ class RLDKDashboard(anywidget.AnyWidget):
         `trainer.add_callback(dash.callback())`."""
         from .callback import RLDKCallback
 
+        if self._fs.remote and "output_dir" not in kwargs:
+            raise ValueError(
+                f"{self.output_dir} is a remote folder, which the dashboard only reads: write the run locally and "
+                f"upload it, dash.callback(output_dir='./rldk_logs', mirror_to='{self.output_dir}')"
+            )
         kwargs.setdefault("output_dir", self.output_dir)
         kwargs.setdefault("run_id", self._writer_run_id)
         callback = RLDKCallback(**kwargs)
@@ -553,7 +602,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             if isinstance(reader, RunStore):
                 run_records = reader.read_all(("metrics",)).metrics + reader.unwritten("metrics")
             elif isinstance(reader, TrainerStateReader):
-                run_records = TrainerStateReader(reader.output_dir).read_new()[0]
+                run_records = TrainerStateReader(reader.output_dir, reader.fs).read_new()[0]
             else:
                 continue
             records.extend(record if "run_id" in record else {**record, "run_id": run_id} for record in run_records)
@@ -699,7 +748,10 @@ class RLDKDashboard(anywidget.AnyWidget):
         """Per run (or folder), what could not be read or written (the same text the status line shows)."""
         self._catch_up()
         with self._lock:
-            return {run: list(problems.values()) for run, problems in self._problems.items() if problems}
+            report = {run: list(problems.values()) for run, problems in self._problems.items() if problems}
+            if self._remote_note:
+                report.setdefault(str(self.output_dir), []).insert(0, self._remote_note)
+            return report
 
     @property
     def messages_sent(self) -> int:
@@ -740,20 +792,28 @@ class RLDKDashboard(anywidget.AnyWidget):
                 store.close()
             if self._sweep is not None:
                 self._sweep.close()
+        if self._fs.remote:
+            self._fs.close()
         super().close()
 
     # ---- ingestion ---------------------------------------------------------------------------------------
-    def _store(self, run_id: str, folder: Path, file_stem: str | None = None) -> RunStore:
+    def _store(self, run_id: str, folder: Path | str, file_stem: str | None = None, fs: FileSystem = LOCAL) -> RunStore:
         store = self._stores.get(run_id)
         if store is None:
-            store = self._stores[run_id] = RunStore(folder, file_stem or run_id, follow=True)
+            store = self._stores[run_id] = RunStore(folder, file_stem or run_id, follow=True, fs=fs)
             self._loaded.add(run_id)
             self._ensure_run(run_id)
-            self._samples.watch(run_id, samples_path=store.path(SAMPLES_KIND))
+            self._samples.watch(run_id, samples_path=store.path(SAMPLES_KIND), fs=fs)
         return store
 
     def _writable_store(self, run_id: str) -> RunStore:
         """The store add_metrics / add_alert write to: `{output_dir}/{run_id}_*`, never a nested run's folder."""
+        if self._fs.remote:
+            raise ValueError(
+                f"{self.output_dir} is a remote folder: the dashboard only reads it (add_metrics and add_alert write "
+                "local run files). Record the run locally and upload it with RLDKCallback(output_dir=..., "
+                "mirror_to=...), or use a dashboard of a local folder"
+            )
         ref = self._refs.get(run_id)
         if ref is not None and not ref.writable:
             raise ValueError(
@@ -884,7 +944,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._samples.touch(run_id)
         info = store.read_info()
         if info is not None:
-            if isinstance(info.get("completions_dir"), str):
+            if isinstance(info.get("completions_dir"), str) and not store.fs.remote:  # else a path of another machine
                 self._samples.watch(run_id, completions_dir=info["completions_dir"])
             if info.get("writer") == CALLBACK_WRITER:
                 self._recorded_by_callback(run_id)
@@ -994,7 +1054,12 @@ class RLDKDashboard(anywidget.AnyWidget):
         self, run_id: str, problems: list[str], write_errors: list[str], counted: Mapping[str, str] | None = None
     ) -> None:
         """Remember problems per run (each text once; `counted` ones by key, replaced as their counts grow) and
-        show the newest three, or the write errors, in the status line."""
+        show the newest three, or the write errors, in the status line. A remote folder's failures to answer are not a
+        file's problem: they are in the status line's remote state (`_remote_pass`)."""
+        if self._fs.remote:
+            problems = [p for p in problems if REMOTE_UNAVAILABLE not in p]
+            if counted:
+                counted = {k: v for k, v in counted.items() if REMOTE_UNAVAILABLE not in v}
         known = self._problems.setdefault(run_id, {})
         changed = False
         for key, problem in [*((p, p) for p in problems), *(counted or {}).items()]:
@@ -1006,10 +1071,13 @@ class RLDKDashboard(anywidget.AnyWidget):
             message = "; ".join(write_errors) + " — records are kept in memory and written when possible"
             self.status = {"level": "error", "message": message}
         elif changed or self.status.get("level") == "error":
-            everything = [p for run_problems in self._problems.values() for p in run_problems.values()]
-            self.status = (
-                {"level": "warning", "message": "; ".join(everything[-3:])} if everything else {"level": "ok", "message": ""}
-            )
+            self._show_problems()
+
+    def _show_problems(self) -> None:
+        """The status line: a remote folder's state while it does not answer, then the newest three problems."""
+        everything = [p for run_problems in self._problems.values() for p in run_problems.values()]
+        shown = ([self._remote_note] if self._remote_note else []) + everything[-3:]
+        self.status = {"level": "warning", "message": "; ".join(shown)} if shown else {"level": "ok", "message": ""}
 
     def _on_callback_event(self, kind: str, record: Mapping[str, Any]) -> None:
         """RLDKCallback's listener, on the training thread: run info (twice per run) is applied at once; for a
@@ -1182,7 +1250,7 @@ def _refresh_loop(dashboard_ref: "weakref.ref[RLDKDashboard]", stop: threading.E
         if dashboard is None:
             return
         try:
-            dashboard.update_data()
+            dashboard._auto_refresh()
         except Exception as err:
             logger.exception("auto-refresh failed")
             try:

@@ -171,6 +171,9 @@ class RunFinder:
 
     def scan(self) -> ScanResult:
         """Find the runs now: what appeared and what is gone since the last scan, and the problems met."""
+        begin_pass = getattr(self.fs, "begin_pass", None)
+        if begin_pass is not None:
+            begin_pass()  # a remote file system lists each folder again now, once for the whole pass
         problems: list[str] = []
         visited: dict[Any, str] = {}
         seen: set[str] = set()

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import formats
-from .fs import LOCAL, FileSystem, describe_error
+from .fs import LOCAL, FileSystem, as_path, describe_error, is_url, signature as file_signature
 from .store import RUN_ID_PATTERN
 
 logger = logging.getLogger(__name__)
@@ -27,16 +27,20 @@ STATE_MAX_BYTES = 1 << 30
 _CHECKPOINT = re.compile(r"checkpoint-(\d+)")
 
 
-def trainer_state_run_id(output_dir: Path) -> str:
-    """`hf_<folder name>`, made safe as a run id."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", Path(output_dir).resolve().name)[:120] or "run"
+def trainer_state_run_id(output_dir: Path | str) -> str:
+    """`hf_<folder name>`, made safe as a run id (a URL's last part: `s3://bucket/grpo-out/` gives `hf_grpo-out`)."""
+    if is_url(output_dir):
+        base = str(output_dir).rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
+    else:
+        base = Path(output_dir).resolve().name
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", base)[:120] or "run"
     run_id = f"hf_{name}"
     return run_id if RUN_ID_PATTERN.fullmatch(run_id) else "hf_run"
 
 
 class TrainerStateReader:
     def __init__(self, output_dir: str | os.PathLike[str], fs: FileSystem = LOCAL) -> None:
-        self.output_dir = Path(output_dir)
+        self.output_dir = as_path(output_dir, fs)
         self.fs = fs
         self.run_id = trainer_state_run_id(self.output_dir)
         self._seen: dict[Path, tuple[Any, int, int]] = {}
@@ -72,7 +76,7 @@ class TrainerStateReader:
         """Mapped records not returned before, whether they replace what was returned, and problems."""
         changed = []
         for path, info in self.candidates():
-            signature = (info.identity, info.size, info.mtime_ns)
+            signature = file_signature(info)
             if self._seen.get(path) != signature:
                 changed.append((path, signature))
         if not changed:

@@ -202,7 +202,8 @@ class Sweep:
         return True
 
     def _signature(self, ref: RunRef) -> dict[str, list[Any]]:
-        """What the run's files are now, by name: [size, mtime_ns, identity] (one stat per file); for a Hugging Face
+        """What the run's files are now, by name: [size, mtime_ns, identity(, version)] (one stat per file: a remote
+        folder's listing answers them); for a Hugging Face
         folder also the names of its checkpoint folders (under "checkpoint-*") and the newest one's state file."""
         entries = self.finder.entries(ref.rel)
         signature: dict[str, list[Any]] = {}
@@ -227,6 +228,8 @@ class Sweep:
                 continue
             identity = list(info.identity) if isinstance(info.identity, tuple) else info.identity
             signature[name] = [info.size, info.mtime_ns, identity]
+            if info.version is not None:  # a remote object's ETag: rewritten in the same second with the same size
+                signature[name].append(info.version)
         return signature
 
     def _use_cache(self, state: _RunState, signature: dict[str, list[Any]]) -> bool:

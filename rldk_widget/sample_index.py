@@ -36,7 +36,7 @@ import numpy as np
 
 from . import formats
 from . import sample_pages as pages
-from .fs import LOCAL, FileSystem, describe_error
+from .fs import LOCAL, FileSystem, as_path, describe_error
 from .sample_pages import IN_MEMORY, PREVIEW_CHARS, SAMPLES_FILE, SORT_COLUMNS, TRUNCATED_UNKNOWN
 from .sample_pages import completions_frame  # noqa: F401 - dash.completions() over several runs' indexes
 from .samples import (
@@ -148,13 +148,13 @@ class SampleIndex:
     ) -> None:
         self.run_id = run_id
         self.fs = fs
-        self.samples_path = Path(samples_path) if samples_path is not None else None
+        self.samples_path = as_path(samples_path, fs) if samples_path is not None else None
         self._reward_hint = [str(n) for n in reward_names] if reward_names else []
         self.reward_weights = dict(reward_weights) if reward_weights else None
         self._lock = threading.RLock()
         self._folders: dict[Path, CompletionsFolder] = {}
         for folder in completions_dirs:
-            self._folders[Path(folder)] = CompletionsFolder(folder, fs)
+            self._folders[as_path(folder, fs)] = CompletionsFolder(folder, fs)
         self._clear()
 
     @classmethod
@@ -186,7 +186,7 @@ class SampleIndex:
     def add_completions_dir(self, folder: str | os.PathLike[str]) -> None:
         """Also index the TRL completions parquet files of `folder` (no-op if it is indexed already)."""
         with self._lock:
-            path = Path(folder)
+            path = as_path(folder, self.fs)
             if path not in self._folders:
                 self._folders[path] = CompletionsFolder(path, self.fs)
 

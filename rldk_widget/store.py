@@ -24,7 +24,7 @@ from typing import Any, Iterable, Literal, Mapping
 import orjson
 
 from . import formats
-from .fs import LOCAL, READ_CHUNK_BYTES, FileSystem
+from .fs import LOCAL, READ_CHUNK_BYTES, FileSystem, as_path, signature as file_signature
 from .tailfile import RACY_S, CsvFile, IndexedJsonArrayFile, JsonArrayFile, TailFile
 
 logger = logging.getLogger(__name__)
@@ -108,11 +108,11 @@ class RunStore:
         """`follow=True` makes `read_new` return this store's own appends too (a dashboard's view of the run);
         a writer-only store (the training callback) leaves it off and keeps nothing in memory."""
         self.run_id = validate_run_id(run_id)
-        self.output_dir = Path(output_dir)
+        self.output_dir = as_path(output_dir, fs)
         self.fs = fs
         self._follow = follow
         self._files: dict[str, TailFile] = {}
-        self._info_signature: tuple[Any, int, int] | None = None
+        self._info_signature: tuple[Any, ...] | None = None
         self._info_bytes = b""
         self._info_path = self.output_dir / f"{run_id}_{RUN_INFO_SUFFIX}"
         for kind, suffix in JSON_KINDS.items():
@@ -124,16 +124,25 @@ class RunStore:
     def path(self, kind: str) -> Path:
         return self._files[kind].path
 
+    def _check_writable(self) -> None:
+        if self.fs.remote:
+            raise ValueError(
+                f"{self.output_dir} is a remote folder: it is only read (writers write local files; RLDKCallback's "
+                "mirror_to uploads them)"
+            )
+
     def append(self, kind: str, records: Iterable[Mapping[str, Any]]) -> None:
         """Append records to one file ("metrics", "alerts", "ppo_metrics", "checkpoint_summary", "samples") in one locked
         write. Raises ValueError, writing none of them, if one cannot be stored (see `TailFile.append`); an
         OSError never leaves: the records are kept and written later (`write_errors`, `retry_unwritten`)."""
         if kind not in FILE_SUFFIXES:
             raise ValueError(f"kind must be one of {sorted(FILE_SUFFIXES)}, got {kind!r}")
+        self._check_writable()
         self._files[kind].append([dict(record) for record in records])
 
     def append_encoded(self, kind: str, encoded: list[tuple[dict[str, Any], bytes]]) -> None:
         """`append` of records already encoded with `formats.dumps_record` (the dashboard validates by encoding)."""
+        self._check_writable()
         self._files[kind].append_encoded(encoded)
 
     def append_metrics(self, record: Mapping[str, Any]) -> None:
@@ -170,6 +179,7 @@ class RunStore:
     def write_info(self, info: Mapping[str, Any]) -> None:
         """Replace the run info file (planned steps, trainer kind, start time, the final summary) atomically: a
         reader sees the old object or the new one, never a mix. Raises OSError when the folder is not writable."""
+        self._check_writable()
         self.output_dir.mkdir(parents=True, exist_ok=True)
         temporary = self.output_dir / f".{self.info_path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
         try:
@@ -184,18 +194,18 @@ class RunStore:
         not reported). An unchanged file costs one stat."""
         try:
             seen = self.fs.stat(self.info_path)
-            signature = (seen.identity, seen.size, seen.mtime_ns)
+            signature = file_signature(seen)
             # trusted when unchanged, unless it changed within RACY_S: a coarse clock can hide a rewrite then
             if signature == self._info_signature and time.time() - seen.mtime_ns / 1e9 >= RACY_S:
                 return None
             info_stat, data = self.fs.read(self.info_path, 0, RUN_INFO_MAX_BYTES)
             if data == self._info_bytes:
-                self._info_signature = (info_stat.identity, info_stat.size, info_stat.mtime_ns)
+                self._info_signature = file_signature(info_stat)
                 return None
             info = formats.loads(data)
         except (OSError, ValueError):
             return None
-        self._info_signature = (info_stat.identity, info_stat.size, info_stat.mtime_ns)
+        self._info_signature = file_signature(info_stat)
         self._info_bytes = data
         return info if isinstance(info, dict) else None
 

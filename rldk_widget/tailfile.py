@@ -59,6 +59,14 @@ def lock_exclusive(fd: int) -> None:
         portalocker.lock(fd, portalocker.LOCK_EX)
 
 
+def lock_shared(fd: int) -> None:
+    """Block until no writer holds the exclusive lock on the file (a copy taken under it is one complete write)."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    else:
+        portalocker.lock(fd, portalocker.LOCK_SH)
+
+
 def unlock(fd: int) -> None:
     if fcntl is not None:
         fcntl.flock(fd, fcntl.LOCK_UN)
@@ -147,6 +155,9 @@ class TailFile:
                 info.identity != self._identity or info.size < self._offset or data[:window] != self._window
             ):
                 self._forget_position()
+                # said by the next read_new even if the read below fails (a remote timeout): else that read would
+                # start at 0 with the same identity and deliver the whole file again as new records
+                self._reset_pending = True
                 reset, window, start = True, 0, 0
                 info, data = self._read(fd, 0, limit)
             self._identity, self._size = info.identity, info.size

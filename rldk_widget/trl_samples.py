@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Hashable, Iterator, Mapping, Protocol
 
-from .fs import LOCAL, READ_CHUNK_BYTES, FileStat, FileSystem, describe_error
+from .fs import LOCAL, READ_CHUNK_BYTES, FileStat, FileSystem, as_path, describe_error, join
+from .fs import signature as file_signature
 from .samples import RawBatch, SampleSettings, content_text, render_text
 
 logger = logging.getLogger(__name__)
@@ -364,7 +365,7 @@ class CompletionsFolder:
     reported if it still fails unchanged."""
 
     def __init__(self, folder: str | os.PathLike[str], fs: FileSystem = LOCAL) -> None:
-        self.folder = Path(folder)
+        self.folder = as_path(folder, fs)
         self.fs = fs
         self._read: dict[str, Hashable] = {}
         self._failed: dict[str, Hashable] = {}
@@ -385,7 +386,7 @@ class CompletionsFolder:
             match = PARQUET_NAME.fullmatch(file_name)
             if match is None:
                 continue
-            signature = (info.identity, info.size, info.mtime_ns)
+            signature = file_signature(info)
             if self._read.get(file_name) == signature or self._reported.get(file_name) == signature:
                 continue
             if info.kind != "file":
@@ -434,7 +435,7 @@ class CompletionsFolder:
         try:
             while True:
                 info, chunk = self.fs.read(path, size, READ_CHUNK_BYTES)
-                if signature is not None and (info.identity, info.size, info.mtime_ns) != signature:
+                if signature is not None and file_signature(info) != signature:
                     return f"{name}: changed while being read"
                 if info.size > PARQUET_MAX_BYTES:
                     return f"{name}: larger than {PARQUET_MAX_BYTES:,} bytes"
@@ -457,5 +458,5 @@ class CompletionsFolder:
 
 
 def completions_folder(output_dir: str | os.PathLike[str]) -> Path:
-    """Where TRL puts the completions parquet files of a run whose `output_dir` is given."""
-    return Path(output_dir) / COMPLETIONS_FOLDER
+    """Where TRL puts the completions parquet files of a run whose `output_dir` is given (a URL stays a URL)."""
+    return join(output_dir, COMPLETIONS_FOLDER)

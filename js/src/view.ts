@@ -5,6 +5,7 @@ import { el } from "./dom";
 import { Header } from "./header";
 import { AlertBanner } from "./markers";
 import type { Requests } from "./requests";
+import { SamplesPanel, SampleSource, isSampleChart } from "./samples";
 import type { Alert, Store, StoreChange } from "./store";
 import css from "./style.css";
 
@@ -118,7 +119,7 @@ class Scheduler {
 
 const scheduler = new Scheduler();
 
-type TabId = "charts" | "alerts" | "ppo" | "ckpt";
+type TabId = "charts" | "alerts" | "ppo" | "ckpt" | "samples";
 
 const isPrefixed = (n: string) => n.startsWith("ppo:") || n.startsWith("ckpt:");
 
@@ -131,6 +132,7 @@ export class View {
   private focusBtn: HTMLButtonElement;
   private grids: Record<"charts" | "ppo" | "ckpt", ChartGrid>;
   private alerts: AlertPanel;
+  private samples: SamplesPanel;
   private tabBtns: Record<TabId, HTMLButtonElement>;
   private alertBadge: HTMLElement;
   private toolbar: HTMLElement;
@@ -155,7 +157,7 @@ export class View {
   private themeObserver: MutationObserver;
   private destroyed = false;
 
-  constructor(store: Store, host: HTMLElement, readonly requests: Requests) {
+  constructor(store: Store, host: HTMLElement, readonly requests: Requests, sampleSource: SampleSource = new SampleSource()) {
     this.store = store;
     const colorOf = (runId: string) => runColor(store.colorIndex(runId));
     const getTheme = () => (this.theme ??= readTheme(this.root));
@@ -163,7 +165,17 @@ export class View {
     const click = (c: ChartClick) => this.onChartClick(c);
 
     this.header = new Header(store, colorOf);
-    this.banner = new AlertBanner(store, (alert) => this.focusAlert(alert), () => this.setTab("alerts"));
+    // the Samples tab (samples.ts): a run's completions, from chart points and alerts too
+    const toSamples = (alert: Alert) => alert.step !== null && this.openSamples(alert.run_id, alert.step);
+    const hasSamples = (alert: Alert) => alert.step !== null && this.samples.has(alert.run_id);
+    this.samples = new SamplesPanel(sampleSource, requests, colorOf, () => store.orderedRuns(), (available) => {
+      if (!this.tabBtns) return; // called once while this constructor runs: the tab is set up below
+      this.tabBtns.samples.hidden = !available;
+      this.alerts.onChange({ kind: "meta", series: new Set(), runs: new Set(), alerts: true, all: false });
+      this.headerDirty = true;
+      this.schedule();
+    });
+    this.banner = new AlertBanner(store, (alert) => this.focusAlert(alert), () => this.setTab("alerts"), { has: hasSamples, open: toSamples });
     this.grids = {
       charts: new ChartGrid(
         store,
@@ -205,7 +217,7 @@ export class View {
         click,
       ),
     };
-    this.alerts = new AlertPanel(store, colorOf, (alert) => this.focusAlert(alert));
+    this.alerts = new AlertPanel(store, colorOf, (alert) => this.focusAlert(alert), { has: hasSamples, open: toSamples });
 
     // tabs
     this.alertBadge = el("span", { className: "rldk-badge" });
@@ -221,7 +233,9 @@ export class View {
       alerts: tab("alerts", "Alerts ", this.alertBadge),
       ppo: tab("ppo", "PPO"),
       ckpt: tab("ckpt", "Checkpoints"),
+      samples: tab("samples", "Samples"),
     };
+    this.tabBtns.samples.hidden = !this.samples.available;
 
     // toolbar: x axis, smoothing, log-y (shared by the chart tabs of this view)
     this.stepBtn = el("button", { type: "button", className: "rldk-seg rldk-seg-on", textContent: "step" });
@@ -271,6 +285,7 @@ export class View {
       this.grids.ppo.el,
       this.grids.ckpt.el,
       this.alerts.el,
+      this.samples.el,
       this.statusEl,
     ]);
     host.append(this.root);
@@ -330,7 +345,8 @@ export class View {
     this.grids.ppo.setVisible(id === "ppo");
     this.grids.ckpt.setVisible(id === "ckpt");
     this.alerts.setVisible(id === "alerts");
-    this.toolbar.hidden = id === "alerts";
+    this.samples.setVisible(id === "samples");
+    this.toolbar.hidden = id === "alerts" || id === "samples";
     this.schedule(true);
   }
 
@@ -365,7 +381,17 @@ export class View {
     if (click.kind === "alert") {
       const alert = this.store.alerts[click.index];
       if (alert) this.focusAlert(alert);
+    } else if (isSampleChart(click.chart)) {
+      this.openSamples(click.runId, click.step);
     }
+  }
+
+  /** The Samples tab at `step` of `runId` (the batch logged at or before it); false if the run has none. */
+  openSamples(runId: string, step: number): boolean {
+    if (!this.samples.has(runId)) return false;
+    this.samples.open(runId, step); // before the tab shows: it asks for this step, not the newest
+    this.setTab("samples");
+    return true;
   }
 
   private setXMode(mode: "step" | "time"): void {
@@ -403,12 +429,12 @@ export class View {
 
   /** Charts of the visible tab that became dirty at or before `since` (performance.now()) wait to be drawn. */
   hasDirtyCharts(since: number): boolean {
-    return !this.destroyed && this.active !== "alerts" && this.grids[this.active].hasDirty(since);
+    return !this.destroyed && this.active !== "alerts" && this.active !== "samples" && this.grids[this.active].hasDirty(since);
   }
 
   /** Draw the visible tab's charts dirty since `since` until the deadline; true when none is left. */
   flushCharts(deadline: number, since: number): boolean {
-    if (this.destroyed || this.active === "alerts") return true;
+    if (this.destroyed || this.active === "alerts" || this.active === "samples") return true;
     return this.grids[this.active].flush(deadline, this.stats, since);
   }
 
@@ -435,6 +461,7 @@ export class View {
     this.grids.charts.destroy();
     this.grids.ppo.destroy();
     this.grids.ckpt.destroy();
+    this.samples.destroy();
     this.root.remove();
   }
 }

@@ -2,6 +2,7 @@
 // every `render` of the same model attaches a View to that one Store, so all views stay identical.
 import type { AnyModel } from "@anywidget/types";
 import { Requests } from "./requests";
+import { SampleSource } from "./samples";
 import { Store } from "./store";
 import { View } from "./view";
 
@@ -64,6 +65,8 @@ function snapshotSeq(metrics: unknown): number {
 export class Sync {
   readonly store = new Store();
   readonly requests: Requests;
+  /** the `samples` summary and `samples_recent` pages (the Samples tab) */
+  readonly samples = new SampleSource();
   /** a request_snapshot is outstanding (sent at most once until the next snapshot) */
   awaitingSnapshot = false;
   snapshotRequests = 0;
@@ -84,6 +87,8 @@ export class Sync {
     on("change:info", () => this.store.setMeta({ info: model.get("info") }));
     on("change:default_charts", () => this.store.setMeta({ defaultCharts: model.get("default_charts") }));
     on("change:selected", () => this.store.setMeta({ selected: model.get("selected") }));
+    on("change:samples", () => this.samples.setSummaries(model.get("samples")));
+    on("change:samples_recent", () => this.samples.setRecent(model.get("samples_recent")));
     on("change", () => register(model, this));
 
     this.store.setMeta({
@@ -93,6 +98,10 @@ export class Sync {
       defaultCharts: model.get("default_charts"),
       selected: model.get("selected"),
     });
+    // save_html's read-only model: requests go nowhere, the saved pages are all there is
+    this.samples.noKernel = (model as unknown as { rldkNoKernel?: unknown }).rldkNoKernel === true;
+    this.samples.setSummaries(model.get("samples"));
+    this.samples.setRecent(model.get("samples_recent"));
     this.onSnapshot();
     register(model, this);
   }
@@ -165,7 +174,7 @@ export default {
       // a host that did not call initialize (or a model whose traits are all primitives): own the data here
       owned = sync = new Sync(model);
     }
-    const view = new View(sync.store, el, sync.requests);
+    const view = new View(sync.store, el, sync.requests, sync.samples);
     (el as HTMLElement & { __rldk?: unknown }).__rldk = { view, store: sync.store, sync: owned, requests: sync.requests };
     return () => {
       view.destroy();

@@ -52,10 +52,11 @@ def append_hostile(output_dir: str | Path, run_id: str, step: int) -> None:
 
 
 def make_trainer(work: Path, output_dir: Path, run_id: str, dash: Any, max_steps: int, step_delay: float = 0.0,
-                 hostile_steps: tuple[int, ...] = HOSTILE_STEPS) -> Any:
-    """A tiny-Llama GRPO trainer logging every step with `dash.callback(trainer=trainer)` attached, over four
-    prompts (so each comes back every two steps), the hostile group appended after the log of each of
-    `hostile_steps`, and `step_delay` seconds slept per step (a run long enough to click around in)."""
+                 hostile_steps: tuple[int, ...] = HOSTILE_STEPS, prompts: int = 4, **config: Any) -> Any:
+    """A tiny-Llama GRPO trainer logging every step with `dash.callback(trainer=trainer)` attached, over `prompts`
+    prompts (four: each comes back every two steps), the hostile group appended after the log of each of
+    `hostile_steps`, and `step_delay` seconds slept per step (a run long enough to click around in); `config`
+    overrides GRPOConfig fields."""
     import torch
     import transformers
     from transformers import AutoTokenizer, PrinterCallback, TrainerCallback
@@ -76,28 +77,29 @@ def make_trainer(work: Path, output_dir: Path, run_id: str, dash: Any, max_steps
             if step_delay:
                 time.sleep(step_delay)
 
-    config = GRPOConfig(
-        output_dir=str(work / "trainer"),
-        max_steps=max_steps,
-        learning_rate=1e-2,
-        per_device_train_batch_size=4,
-        num_generations=2,
-        max_completion_length=8,
-        beta=0.1,
-        logging_steps=1,
-        log_completions=True,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        seed=0,
-        disable_tqdm=True,
-    )
+    settings = {
+        "output_dir": str(work / "trainer"),
+        "max_steps": max_steps,
+        "learning_rate": 1e-2,
+        "per_device_train_batch_size": 4,
+        "num_generations": 2,
+        "max_completion_length": 8,
+        "beta": 0.1,
+        "logging_steps": 1,
+        "log_completions": True,
+        "save_strategy": "no",
+        "report_to": "none",
+        "use_cpu": True,
+        "bf16": False,
+        "seed": 0,
+        "disable_tqdm": True,
+    }
+    config = GRPOConfig(**{**settings, **config})
     trainer = GRPOTrainer(
         model=str(paths["causal_lm"]),
         reward_funcs=[reward_len, reward_words],
         args=config,
-        train_dataset=grpo_prompts(4, seed=3),
+        train_dataset=grpo_prompts(prompts, seed=3),
         processing_class=AutoTokenizer.from_pretrained(paths["tokenizer"]),
     )
     trainer.add_callback(dash.callback(trainer=trainer))

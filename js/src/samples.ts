@@ -508,6 +508,14 @@ export class SamplesPanel {
     this.searchEl = el("div", { className: "rldk-search-results", hidden: true });
     this.body = el("div", { className: "rldk-samples-body" });
     this.body.addEventListener("click", (e) => this.onBodyClick(e));
+    this.body.addEventListener("keydown", (e) => {
+      const t = e.target as HTMLElement;
+      if ((e.key === "Enter" || e.key === " ") && t.dataset.row !== undefined) {
+        e.preventDefault();
+        const row = this.rowById(t.dataset.row);
+        if (row) this.expand(row);
+      }
+    });
     this.searchEl.addEventListener("click", (e) => this.onSearchClick(e));
 
     const stepBox = el("span", { className: "rldk-ctl rldk-step-picker" }, [
@@ -677,6 +685,18 @@ export class SamplesPanel {
       this.step = last;
       this.renderPicker();
       this.requestPage();
+    }
+    // training logged one more step: the list grows by the summary's newest, no need to fetch it whole (10k steps)
+    const known = this.stepsRun === runId ? this.steps : null;
+    const count = this.summary?.steps;
+    if (known && known.length && last !== null && last !== undefined && count === known.length + 1 && last > known[known.length - 1]) {
+      this.steps = [...known, last];
+      this.afterSteps(false); // the newest (`last`) is asked for above when following
+      return;
+    }
+    if (known && count === known.length && last === known[known.length - 1]) {
+      this.afterSteps(false);
+      return;
     }
     void this.ask<{ run_id: string; steps: unknown }>("samples.steps", { run_id: runId }, "steps").then((data) => {
       if (!data || data.run_id !== this.runId) return;
@@ -1357,7 +1377,8 @@ export class SamplesPanel {
   private rowEl(r: Row, names: string[]): HTMLElement {
     const tr = el("tr", { className: "rldk-sample-row" + (this.expanded === r.id ? " rldk-row-open" : "") });
     tr.dataset.row = r.id;
-    tr.title = "click for the full prompt and completion";
+    tr.tabIndex = 0;
+    tr.title = "click (or Enter) for the full prompt and completion";
     const td = (text: string, cls = "rldk-num", label = "") => {
       const cell = el("td", { className: cls, textContent: text });
       if (label) cell.dataset.label = label; // the narrow layout's label (style.css: shown as text by CSS)

@@ -1000,15 +1000,37 @@ export class SamplesPanel {
   private expand(row: Row): void {
     if (this.expanded === row.id) {
       this.expanded = null;
-      this.renderBody();
+      this.placeDetail();
       return;
     }
     this.expanded = row.id;
     // reading a sample: keep this step in place while training logs more
     this.follow = false;
     this.followBox.checked = false;
-    this.renderBody();
+    this.placeDetail();
     this.loadDetail(row.id);
+  }
+
+  /** The open sample's detail under its row, in place (the other rows, and their scroll positions, stay). */
+  private placeDetail(): void {
+    for (const n of this.body.querySelectorAll(".rldk-sample-detail, .rldk-prompt-row-detail")) n.remove();
+    for (const n of this.body.querySelectorAll(".rldk-row-open")) n.classList.remove("rldk-row-open");
+    const id = this.expanded;
+    const host = id === null ? null : this.body.querySelector<HTMLElement>(`[data-row="${CSS.escape(id)}"]`);
+    const row = id === null ? null : this.rowById(id);
+    if (!host || !row) return;
+    host.classList.add("rldk-row-open");
+    const full = this.details.get(row.id);
+    const detail = this.detail(full ?? row, !!full);
+    let box: HTMLElement;
+    if (host.tagName === "TR") {
+      const cell = el("td", { colSpan: host.children.length }, [detail]);
+      box = el("tr", { className: "rldk-sample-detail" }, [cell]);
+    } else {
+      box = el("div", { className: "rldk-prompt-row-detail" }, [detail]);
+    }
+    box.dataset.for = row.id;
+    host.after(box);
   }
 
   /** Ask for a sample's whole texts (once; kept for the run) and draw them into its open detail. */
@@ -1018,10 +1040,7 @@ export class SamplesPanel {
       if (!data || typeof data.completion !== "string") return;
       if (this.details.size > 50) this.details.delete(this.details.keys().next().value!);
       this.details.set(id, data);
-      if (this.expanded !== id) return;
-      const host = this.body.querySelector<HTMLElement>(`[data-for="${CSS.escape(id)}"]`);
-      const slot = host?.tagName === "TR" ? host.firstElementChild : host;
-      if (slot) slot.replaceChildren(this.detail(data, true));
+      if (this.expanded === id) this.placeDetail();
     });
   }
 
@@ -1317,17 +1336,7 @@ export class SamplesPanel {
       const headCell = el("td", { colSpan: span });
       headCell.append(this.groupHead(g, true));
       body.append(el("tr", { className: "rldk-group-head" }, [headCell]));
-      for (const r of g.rows) {
-        body.append(this.rowEl(r, names));
-        if (this.expanded === r.id) {
-          const cell = el("td", { colSpan: span });
-          const full = this.details.get(r.id);
-          cell.append(this.detail(full ?? r, !!full));
-          const tr = el("tr", { className: "rldk-sample-detail" }, [cell]);
-          tr.dataset.for = r.id;
-          body.append(tr);
-        }
-      }
+      for (const r of g.rows) body.append(this.rowEl(r, names));
       table.append(body);
     }
     frag.append(el("div", { className: "rldk-samples-scroll" }, [table]));
@@ -1337,6 +1346,7 @@ export class SamplesPanel {
       frag.append(more);
     }
     this.body.replaceChildren(frag);
+    this.placeDetail();
     this.drawn();
   }
 
@@ -1425,8 +1435,11 @@ export class SamplesPanel {
     };
     const cutFields = new Set(r.cut_fields ?? (r.cut ? ["completion"] : []));
     if (r.prompt !== undefined || !full) {
-      const prompt = r.prompt ?? this.page?.groups.find((g) => g.prompt_id === r.prompt_id)?.prompt ?? "";
-      box.append(field("prompt", prompt, cutFields.has("prompt"), r.prompt_more ?? this.page?.groups.find((g) => g.prompt_id === r.prompt_id)?.prompt_more));
+      // a row of a page carries no prompt: its group's (or the prompt page's) preview until the whole one comes
+      const group = this.page?.groups.find((g) => g.prompt_id === r.prompt_id);
+      const other = this.promptPage?.prompt_id === r.prompt_id ? this.promptPage : undefined;
+      const prompt = r.prompt ?? group?.prompt ?? other?.prompt ?? "";
+      box.append(field("prompt", prompt, cutFields.has("prompt"), r.prompt_more ?? group?.prompt_more ?? other?.prompt_more));
     }
     box.append(field("completion", r.completion, cutFields.has("completion"), r.completion_more));
     const facts: string[] = [`step ${formatInt(r.step)}`, `#${r.index}`, `reward ${fmt(r.reward)}`, `advantage ${fmt(r.advantage)}`];
@@ -1496,12 +1509,6 @@ export class SamplesPanel {
           textBlock(r.completion, "rldk-completion-text", r.completion_more ? `… (${formatInt(r.completion_chars ?? 0)} characters)` : undefined),
         );
         box.append(line);
-        if (this.expanded === r.id) {
-          const full = this.details.get(r.id);
-          const d = el("div", { className: "rldk-prompt-row-detail" }, [this.detail(full ?? r, !!full)]);
-          d.dataset.for = r.id;
-          box.append(d);
-        }
       }
       list.append(box);
     }
@@ -1512,6 +1519,7 @@ export class SamplesPanel {
       frag.append(more);
     }
     this.body.replaceChildren(frag);
+    this.placeDetail();
     this.body.dataset.state = "prompt";
   }
 }

@@ -211,7 +211,7 @@ const WAIT_NOTE_MS = 1000;
 /** With saved pages at hand, a request unanswered this long shows them ("no kernel"). */
 const FALLBACK_MS = 1500;
 const PAGE_GROUPS = 64;
-const PREVIEW_CHARS = 1000;
+const PREVIEW_CHARS = 600;
 const SEARCH_LIMIT = 200;
 const PROMPT_STEPS = 20;
 

@@ -230,7 +230,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._static = StaticOutput(self._render_picture, self._picture_version)
         self.pages = PageServer(self.send, name="rldk-pages")
         self.pages.register("runs.page", self._runs_page)
-        self._samples = SampleService(self.pages, self._samples_changed)
+        self._samples = SampleService(self.pages, self._samples_grew)
         self._samples_sent_at = -math.inf
         self._samples_timer: threading.Timer | None = None
         self._closed = False
@@ -615,7 +615,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._catch_up()
         return self._samples.completions(step=step, run_id=run_id)
 
-    def _samples_changed(self) -> None:
+    def _samples_grew(self) -> None:
         """A run's samples gained steps (on the samples worker): the views' summary, at most once a second (a change
         within the second is sent when it ends)."""
         wait = self._samples_sent_at + 1.0 - time.monotonic()

@@ -43,6 +43,7 @@ const model = {{
   set() {{}},
   save_changes() {{}},
   send() {{}},
+  rldkNoKernel: true,  // the Samples tab shows the saved pages at once instead of waiting for a reply
   on() {{}},
   off() {{}},
   widget_manager: {{}},

@@ -4,7 +4,8 @@ search, a run's series), answered one page at a time on a worker thread (docs/pr
 A request names a `slot`; a newer request in the same slot supersedes an older one (a slider's burst is answered
 for its newest position only): one still waiting gets a `stale` reply at once, one being computed is told at its
 next `progress` call and ends with a `stale` reply. A handler may send partial pages through `progress` (a search
-that reports "searched N of M steps") before its final page.
+that reports "searched N of M steps") before its final page; between those slices the worker answers what other
+slots asked meanwhile, so a step's page never waits for a whole search.
 """
 
 from __future__ import annotations
@@ -117,11 +118,13 @@ class PageServer:
                     if self._running.get(request.slot) is request:
                         del self._running[request.slot]
 
-    def _answer(self, request: _Request) -> None:
+    def _answer(self, request: _Request, nested: bool = False) -> None:
         def progress(partial: Any) -> None:
             if request.cancelled.is_set():
                 raise Superseded
             self._reply(request.id, request.slot, data=partial, partial=True)
+            if not nested:
+                self._answer_others(request.slot)
 
         try:
             data = self._handlers[request.what](request.params, progress)
@@ -136,6 +139,25 @@ class PageServer:
             self._reply(request.id, request.slot, stale=True)
         else:
             self._reply(request.id, request.slot, data=data)
+
+    def _answer_others(self, busy_slot: str) -> None:
+        """Between the slices of a long handler: answer the requests other slots made meanwhile, oldest first (each to
+        its end, without slicing in turn). One in the busy slot has cancelled it, and is answered after it."""
+        while True:
+            with self._wake:
+                if self._closed:
+                    return
+                slot = next((s for s in self._waiting if s != busy_slot and s not in self._running), None)
+                if slot is None:
+                    return
+                request = self._waiting.pop(slot)
+                self._running[request.slot] = request
+            try:
+                self._answer(request, nested=True)
+            finally:
+                with self._wake:
+                    if self._running.get(request.slot) is request:
+                        del self._running[request.slot]
 
     def _reply(
         self, request_id: str, slot: str, data: Any = None, error: str | None = None, stale: bool = False,

@@ -9,6 +9,7 @@ kernel and for `save_html`, `recent_pages` keeps the newest steps' pages within 
 
 from __future__ import annotations
 
+import bisect
 import logging
 import math
 import threading
@@ -149,6 +150,8 @@ class SampleService:
             return {"kind": "step", "run_id": index.run_id, "step": None, "groups": [], "total_rows": 0}
         if not isinstance(step, (int, float)) or isinstance(step, bool) or not math.isfinite(step):
             step = steps[-1]  # no step asked for: the newest
+        else:  # a step without samples (a chart point, an alert): the batch logged at or before it, else the first
+            step = steps[max(0, bisect.bisect_right(steps, int(step)) - 1)]
         reward_range = params.get("reward_range")
         if reward_range is not None:
             if not isinstance(reward_range, (list, tuple)) or len(reward_range) != 2:

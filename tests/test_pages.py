@@ -94,6 +94,35 @@ def test_slots_are_independent_and_partial_pages_come_first(server):
     assert sent.of("e")[0]["data"] == {"v": 1}
 
 
+def test_a_page_asked_for_during_a_long_search_is_answered_between_its_slices(server):
+    pages, sent = server
+    slices = threading.Semaphore(0)
+
+    def search(params, progress):
+        for done in range(1, 6):
+            assert slices.acquire(timeout=10)
+            progress({"searched": done, "of": 5})
+        return {"searched": 5, "of": 5}
+
+    pages.register("search", search)
+    pages.register("step", lambda params, progress: {"step": params["step"]})
+    pages.submit(request("s", "search", slot="search"))
+    slices.release()
+    wait_until(lambda: sent.of("s"), what="the first slice")
+    pages.submit(request("p1", "step", slot="step", step=1))
+    pages.submit(request("p2", "step", slot="step", step=2))  # a burst: the newest only
+    pages.submit(request("o", "step", slot="other", step=9))
+    slices.release()  # the search's second slice: the waiting pages are answered after it, before the third
+    wait_until(lambda: sent.of("p2") and sent.of("o"), what="the pages asked for during the search")
+    assert [m.get("partial") for m in sent.of("s")] == [True, True], "the search went on before the pages"
+    assert sent.of("p1") == [{"type": "reply", "id": "p1", "slot": "step", "stale": True}]
+    assert sent.of("p2")[0]["data"] == {"step": 2} and sent.of("o")[0]["data"] == {"step": 9}
+    for _ in range(3):
+        slices.release()
+    wait_until(lambda: any("partial" not in m for m in sent.of("s")), what="the search's end")
+    assert sent.of("s")[-1]["data"] == {"searched": 5, "of": 5}
+
+
 def test_errors_and_bad_requests_are_replies(server):
     pages, sent = server
 

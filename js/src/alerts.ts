@@ -6,6 +6,12 @@ const STANDARD_KEYS = new Set(["run_id", "type", "message", "step", "severity", 
 const MAX_ROWS = 500;
 const SEVERITY_ORDER: Severity[] = ["critical", "warning", "info"];
 
+/** A link from an alert to the samples of its step (the Samples tab), offered when its run has samples. */
+export interface SamplesLink {
+  has: (alert: Alert) => boolean;
+  open: (alert: Alert) => void;
+}
+
 export interface AlertCounts {
   total: number;
   critical: number;
@@ -51,6 +57,7 @@ export class AlertPanel {
     private store: Store,
     private colorOf: (runId: string) => string,
     private onOpen: (alert: Alert) => void = () => {},
+    private samples: SamplesLink | null = null,
   ) {
     this.chips = el("div", { className: "rldk-alert-filters" });
     this.list = el("div", { className: "rldk-alert-list", role: "list" });
@@ -132,6 +139,14 @@ export class AlertPanel {
     const time = el("span", { className: "rldk-alert-time", textContent: formatClock(a.timestamp) });
     const line: Node[] = [sev, type, run, step, time];
     if (a.computed) line.push(el("span", { className: "rldk-alert-computed", textContent: "computed by the viewer", title: "this run has no alerts of its own: the dashboard ran the alert rules on what it read" }));
+    if (this.samples?.has(a)) {
+      const link = el("button", { type: "button", className: "rldk-linkish rldk-samples-link", textContent: "samples", title: "the completions of this step (Samples tab)" });
+      link.addEventListener("click", (e) => {
+        e.stopPropagation();
+        this.samples?.open(a);
+      });
+      line.push(link);
+    }
     const msg = el("div", { className: "rldk-alert-msg", textContent: a.message });
     const extras: string[] = [];
     for (const [k, v] of Object.entries(a)) {

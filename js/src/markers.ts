@@ -3,6 +3,7 @@
 // warning or critical alert until it is dismissed or a newer one replaces it. Data text goes through
 // textContent, or through escapeHtml where plotly renders HTML (hover text).
 import type { Data } from "plotly.js/lib/core";
+import type { SamplesLink } from "./alerts";
 import type { Alert, Severity, Store } from "./store";
 import { el, escapeHtml, formatInt, formatValue } from "./dom";
 
@@ -123,6 +124,7 @@ export class AlertBanner {
   private text: HTMLElement;
   private step: HTMLElement;
   private others: HTMLElement;
+  private samplesBtn: HTMLButtonElement;
   /** the alert index the user dismissed (banners for older alerts stay hidden) */
   private dismissedUpTo = -1;
   private shownIndex = -1;
@@ -131,13 +133,20 @@ export class AlertBanner {
     private store: Store,
     onOpen: (alert: Alert, index: number) => void,
     onShowAll: () => void,
+    private samples: SamplesLink | null = null,
   ) {
     this.sev = el("span", { className: "rldk-sev" });
     this.text = el("span", { className: "rldk-banner-msg" });
     this.step = el("span", { className: "rldk-banner-step" });
     this.others = el("button", { type: "button", className: "rldk-banner-others rldk-linkish" });
     const close = el("button", { type: "button", className: "rldk-banner-close", textContent: "×", title: "dismiss" });
-    this.el = el("div", { className: "rldk-banner", role: "alert", hidden: true }, [this.sev, this.text, this.step, this.others, close]);
+    this.samplesBtn = el("button", { type: "button", className: "rldk-linkish rldk-samples-link", textContent: "samples", title: "the completions of this step (Samples tab)", hidden: true });
+    this.el = el("div", { className: "rldk-banner", role: "alert", hidden: true }, [this.sev, this.text, this.step, this.samplesBtn, this.others, close]);
+    this.samplesBtn.addEventListener("click", (e) => {
+      e.stopPropagation();
+      const i = this.shownIndex;
+      if (i >= 0 && i < this.store.alerts.length) this.samples?.open(this.store.alerts[i]);
+    });
     this.others.addEventListener("click", (e) => {
       e.stopPropagation();
       onShowAll();
@@ -178,6 +187,7 @@ export class AlertBanner {
     this.step.textContent = a.step === null ? "" : `step ${formatInt(a.step)}`;
     this.others.textContent = serious > 1 ? `+${formatInt(serious - 1)} more` : "";
     this.others.hidden = serious <= 1;
+    this.samplesBtn.hidden = !this.samples?.has(a);
   }
 
   /** A snapshot replaced the alerts: indices changed, so a dismissal applies to what is there now. */

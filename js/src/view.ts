@@ -7,6 +7,7 @@ import { Header } from "./header";
 import { AlertBanner } from "./markers";
 import type { Requests } from "./requests";
 import { RunsPanel, renderLegend } from "./runs";
+import { SamplesPanel, SampleSource, isSampleChart } from "./samples";
 import type { Alert, Store, StoreChange } from "./store";
 import css from "./style.css";
 
@@ -122,7 +123,7 @@ class Scheduler {
 
 const scheduler = new Scheduler();
 
-type TabId = "charts" | "runs" | "alerts" | "ppo" | "ckpt";
+type TabId = "charts" | "runs" | "alerts" | "ppo" | "ckpt" | "samples";
 
 const isPrefixed = (n: string) => n.startsWith("ppo:") || n.startsWith("ckpt:");
 
@@ -146,6 +147,7 @@ export class View {
   private focusBtn: HTMLButtonElement;
   private grids: Record<"charts" | "ppo" | "ckpt", ChartGrid>;
   private alerts: AlertPanel;
+  private samples: SamplesPanel;
   private tabBtns: Record<TabId, HTMLButtonElement>;
   private alertBadge: HTMLElement;
   private toolbar: HTMLElement;
@@ -175,6 +177,7 @@ export class View {
     host: HTMLElement,
     readonly requests: Requests,
     select: (runIds: string[]) => void = () => {},
+    sampleSource: SampleSource = new SampleSource(),
   ) {
     this.store = store;
     this.colors = new RunColors(store);
@@ -184,7 +187,17 @@ export class View {
     const click = (c: ChartClick) => this.onChartClick(c);
 
     this.header = new Header(store, colorOf);
-    this.banner = new AlertBanner(store, (alert) => this.focusAlert(alert), () => this.setTab("alerts"));
+    // the Samples tab (samples.ts): a run's completions, from chart points and alerts too
+    const toSamples = (alert: Alert) => alert.step !== null && this.openSamples(alert.run_id, alert.step);
+    const hasSamples = (alert: Alert) => alert.step !== null && this.samples.has(alert.run_id);
+    this.samples = new SamplesPanel(sampleSource, requests, colorOf, () => store.orderedRuns(), (available) => {
+      if (!this.tabBtns) return; // called once while this constructor runs: the tab is set up below
+      this.tabBtns.samples.hidden = !available;
+      this.alerts.onChange({ kind: "meta", series: new Set(), runs: new Set(), alerts: true, all: false });
+      this.headerDirty = true;
+      this.schedule();
+    });
+    this.banner = new AlertBanner(store, (alert) => this.focusAlert(alert), () => this.setTab("alerts"), { has: hasSamples, open: toSamples });
     this.grids = {
       charts: new ChartGrid(
         store,
@@ -229,7 +242,7 @@ export class View {
         click,
       ),
     };
-    this.alerts = new AlertPanel(store, colorOf, (alert) => this.focusAlert(alert));
+    this.alerts = new AlertPanel(store, colorOf, (alert) => this.focusAlert(alert), { has: hasSamples, open: toSamples });
     this.runsPanel = new RunsPanel(store, requests, this.colors, {
       select,
       hover: (runId) => this.setHighlight(runId),
@@ -256,7 +269,9 @@ export class View {
       alerts: tab("alerts", "Alerts ", this.alertBadge),
       ppo: tab("ppo", "PPO"),
       ckpt: tab("ckpt", "Checkpoints"),
+      samples: tab("samples", "Samples"),
     };
+    this.tabBtns.samples.hidden = !this.samples.available;
 
     // toolbar: x axis, smoothing, log-y (shared by the chart tabs of this view)
     this.stepBtn = el("button", { type: "button", className: "rldk-seg rldk-seg-on", textContent: "step" });
@@ -307,6 +322,7 @@ export class View {
       this.grids.ppo.el,
       this.grids.ckpt.el,
       this.alerts.el,
+      this.samples.el,
       this.statusEl,
     ]);
     host.append(this.root);
@@ -407,7 +423,8 @@ export class View {
     this.grids.ppo.setVisible(id === "ppo");
     this.grids.ckpt.setVisible(id === "ckpt");
     this.alerts.setVisible(id === "alerts");
-    this.toolbar.hidden = id === "alerts";
+    this.samples.setVisible(id === "samples");
+    this.toolbar.hidden = id === "alerts" || id === "samples";
     this.schedule(true);
   }
 
@@ -442,7 +459,17 @@ export class View {
     if (click.kind === "alert") {
       const alert = this.store.alerts[click.index];
       if (alert) this.focusAlert(alert);
+    } else if (isSampleChart(click.chart)) {
+      this.openSamples(click.runId, click.step);
     }
+  }
+
+  /** The Samples tab at `step` of `runId` (the batch logged at or before it); false if the run has none. */
+  openSamples(runId: string, step: number): boolean {
+    if (!this.samples.has(runId)) return false;
+    this.samples.open(runId, step); // before the tab shows: it asks for this step, not the newest
+    this.setTab("samples");
+    return true;
   }
 
   private setXMode(mode: "step" | "time"): void {
@@ -488,7 +515,8 @@ export class View {
 
   /** The chart grid the visible tab shows (the Runs tab shows the Charts tab's), null for none. */
   private chartTab(): "charts" | "ppo" | "ckpt" | null {
-    return this.active === "alerts" ? null : this.active === "runs" ? "charts" : this.active;
+    if (this.active === "alerts" || this.active === "samples") return null;
+    return this.active === "runs" ? "charts" : this.active;
   }
 
   /** Charts of the visible tab that became dirty at or before `since` (performance.now()) wait to be drawn. */
@@ -527,6 +555,7 @@ export class View {
     this.grids.charts.destroy();
     this.grids.ppo.destroy();
     this.grids.ckpt.destroy();
+    this.samples.destroy();
     this.root.remove();
   }
 }

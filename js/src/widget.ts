@@ -2,6 +2,7 @@
 // every `render` of the same model attaches a View to that one Store, so all views stay identical.
 import type { AnyModel } from "@anywidget/types";
 import { Requests } from "./requests";
+import { SampleSource } from "./samples";
 import { Store } from "./store";
 import { View } from "./view";
 
@@ -65,6 +66,8 @@ function snapshotSeq(metrics: unknown): number {
 export class Sync {
   readonly store = new Store();
   readonly requests: Requests;
+  /** the `samples` summary and `samples_recent` pages (the Samples tab) */
+  readonly samples = new SampleSource();
   /** a request_snapshot is outstanding (sent at most once until the next snapshot) */
   awaitingSnapshot = false;
   snapshotRequests = 0;
@@ -86,6 +89,8 @@ export class Sync {
     on("change:default_charts", () => this.store.setMeta({ defaultCharts: model.get("default_charts") }));
     on("change:selected", () => this.store.setMeta({ selected: model.get("selected") }));
     on("change:runs_table", () => this.store.setRunsTable(model.get("runs_table")));
+    on("change:samples", () => this.samples.setSummaries(model.get("samples")));
+    on("change:samples_recent", () => this.samples.setRecent(model.get("samples_recent")));
     on("change", () => register(model, this));
 
     this.store.setMeta({
@@ -96,6 +101,10 @@ export class Sync {
       selected: model.get("selected"),
     });
     this.store.setRunsTable(model.get("runs_table"));
+    // save_html's read-only model: requests go nowhere, the saved pages are all there is
+    this.samples.noKernel = (model as unknown as { rldkNoKernel?: unknown }).rldkNoKernel === true;
+    this.samples.setSummaries(model.get("samples"));
+    this.samples.setRecent(model.get("samples_recent"));
     this.onSnapshot();
     register(model, this);
   }
@@ -169,7 +178,7 @@ export default {
       owned = sync = new Sync(model);
     }
     const s = sync;
-    const view = new View(sync.store, el, sync.requests, (runIds) => s.select(runIds));
+    const view = new View(sync.store, el, sync.requests, (runIds) => s.select(runIds), sync.samples);
     (el as HTMLElement & { __rldk?: unknown }).__rldk = { view, store: sync.store, sync: owned, requests: sync.requests };
     return () => {
       view.destroy();

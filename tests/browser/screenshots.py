@@ -1,12 +1,14 @@
 """Screenshots of RLDKDashboard in JupyterLab (Debian chromium): light and dark theme, inline and in the sidebar.
 
-    python tests/browser/screenshots.py [--out docs/screenshots]
+    python tests/browser/screenshots.py [--out docs/screenshots] [--only all|runs|samples]
 
 Writes {light,dark}_inline.png (the widget in its cell), {light,dark}_sidebar.png (the whole window, the
 widget in JupyterLab's right sidebar) and {light,dark}_alerts.png (the inline widget on its Alerts tab), for a
-GRPO-like run of 300 steps (of 500) with three alerts; and {light,dark}_runs.png, the Runs tab of a sweep of 300
+GRPO-like run of 300 steps (of 500) with three alerts; {light,dark}_runs.png, the Runs tab of a sweep of 300
 runs (tests/browser/sweeps.py) with eight of them on the charts (sorted first), coloured by learning rate, one row
-pointed at. `--only runs` makes the last two only.
+pointed at; and {light,dark}_samples.png, the Samples tab of a real run trained in the kernel — the tiny offline
+Llama of rldk_widget.demo_models under GRPO (run id tiny-llama-grpo-demo), its completions recorded by
+`dash.callback(trainer=trainer)` — with one sample opened. `--only runs` / `--only samples` makes those two only.
 """
 
 from __future__ import annotations
@@ -186,10 +188,77 @@ def take_runs(out: Path) -> list[Path]:
     return written
 
 
+SAMPLES_RUN_ID = "tiny-llama-grpo-demo"
+
+SAMPLES_SETUP = """\
+import sys, tempfile
+from pathlib import Path
+sys.path.insert(0, {browser_dir!r})
+import samples_run
+import trl.trainer.grpo_trainer as grpo
+grpo.print_prompt_completions_sample = lambda *args, **kwargs: None  # TRL's rich tables of log_completions
+from rldk_widget import RLDKDashboard
+work = Path(tempfile.mkdtemp(prefix="samples_demo_"))
+dash = RLDKDashboard(output_dir=work / "logs", run_id={run_id!r}, auto_refresh=False)
+dash"""
+
+SAMPLES_TRAIN = """\
+# a real GRPO run of the tiny offline Llama (2 layers, hidden 32, random weights): its completions are noise
+trainer = samples_run.make_trainer(work, work / "logs", {run_id!r}, dash, max_steps=24, hostile_steps=(), prompts=6,
+                                   per_device_train_batch_size=12, num_generations=4, max_completion_length=12)
+trainer.train()
+dash.flush()"""
+
+
+def take_samples(out: Path) -> list[Path]:
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    panel = f"{lab.NOTEBOOK_ROOT} .rldk-samples"
+    with lab.LabServer() as server, sync_playwright() as playwright:
+        notebook = lab.write_notebook(
+            server.root_dir,
+            "samples",
+            [
+                SAMPLES_SETUP.format(browser_dir=str(Path(__file__).resolve().parent), run_id=SAMPLES_RUN_ID),
+                SAMPLES_TRAIN.format(run_id=SAMPLES_RUN_ID),
+            ],
+        )
+        browser = lab.launch_chromium(playwright)
+        try:
+            context, page, console = lab.new_page(browser, {"width": 1400, "height": 1300})
+            lab.open_notebook(page, server, notebook)
+            lab.run_all_cells(page)
+            lab.wait_for_cells_done(page, 180)
+            page.evaluate("() => { const s = window.jupyterapp.shell; if (!s.leftCollapsed) s.collapseLeft(); }")
+            lab.show_tab(page, lab.NOTEBOOK_ROOT, "samples")
+            body = f"{panel} .rldk-samples-body"
+            page.wait_for_function(
+                "(sel) => { const b = document.querySelector(sel); return b && b.dataset.state === 'ready'"
+                " && b.dataset.step === '24'; }", arg=body, timeout=60_000)
+            page.locator(f"{panel} tr.rldk-sample-row").nth(1).click()
+            page.locator(f"{panel} .rldk-detail-facts").wait_for()
+            for name, theme in THEMES.items():
+                lab.set_theme(page, theme)
+                page.wait_for_timeout(500)
+                inline = page.locator(lab.NOTEBOOK_ROOT).first
+                inline.scroll_into_view_if_needed()
+                path = out / f"{name}_samples.png"
+                inline.screenshot(path=str(path))
+                written.append(path)
+            if console.errors:
+                print("console errors:\n  " + "\n  ".join(console.errors), file=sys.stderr)
+            context.close()
+        finally:
+            browser.close()
+    return written
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=lab.REPO / "docs" / "screenshots")
-    parser.add_argument("--only", choices=("all", "runs"), default="all")
+    parser.add_argument("--only", choices=("all", "runs", "samples"), default="all")
     args = parser.parse_args()
     if lab.chromium_path() is None:
         print("Debian chromium is not installed (make chromium)", file=sys.stderr)
@@ -198,7 +267,8 @@ def main() -> int:
         print(f"the front-end bundle {lab.BUNDLE} is missing: run `npm run build` in js/", file=sys.stderr)
         return 2
     started = time.monotonic()
-    for path in (take(args.out) if args.only == "all" else []) + take_runs(args.out):
+    takers = {"all": (take, take_runs, take_samples), "runs": (take_runs,), "samples": (take_samples,)}[args.only]
+    for path in [path for taker in takers for path in taker(args.out)]:
         print(path)
     print(f"done in {time.monotonic() - started:.0f} s")
     return 0

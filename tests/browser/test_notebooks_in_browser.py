@@ -95,6 +95,14 @@ def test_grpo_live_in_jupyterlab_with_sidebar_and_reload(lab_page):
     lp.wait_until(lambda: chart_points(lp, lab.SIDEBAR_ROOT) == expected, 30, "the sidebar charts to equal the inline ones")
     assert lp.view(lab.SIDEBAR_ROOT)["header"] == inline["header"]
 
+    # the Samples tab shows the completions the callback recorded with the trainer (dash.callback(trainer=trainer))
+    lab.show_tab(lp.page, lab.NOTEBOOK_ROOT, "samples")
+    lp.wait_until(lambda: lp.page.evaluate(
+        "(sel) => { const b = document.querySelector(sel + ' .rldk-samples-body'); return b && b.dataset.state === 'ready'"
+        " && b.dataset.step === String(%d) && b.querySelectorAll('tr.rldk-sample-row').length === 4; }" % final,
+        lab.NOTEBOOK_ROOT), 30, "the last step's samples in the Samples tab")
+    lab.show_tab(lp.page, lab.NOTEBOOK_ROOT, "charts")
+
     lab.save_notebook(lp.page)  # the reloaded page restores the saved outputs, whose views reconnect to the kernel
     lp.page.reload(wait_until="domcontentloaded")
     lab.wait_for_lab(lp.page)

@@ -1,5 +1,6 @@
 """A saved notebook reopened in JupyterLab after its kernel is gone (issue 18): with "Save Widget State
-Automatically" on, the dashboard renders again from the saved state (charts, the alert); with JupyterLab's default
+Automatically" on, the dashboard renders again from the saved state (charts, the alert, and in the Samples tab the
+saved newest steps' samples, said to be only those); with JupyterLab's default
 (off), the widget's line says "model not found" and the picture and summary under it show the last state. The
 README says the same."""
 
@@ -28,6 +29,21 @@ FEED = (
     " for s in range(200)])\n"
     "dash.add_alert({'type': 'custom', 'message': '<b>reward</b> collapsed', 'step': 150, 'severity': 'critical'})\n"
     "dash.flush()"
+)
+
+# samples of the run's last two steps, appended as the callback appends them (one hostile), then a cell boundary
+# after the summary went out: the saved state then holds the samples_recent pages
+SAMPLES = (
+    "import time\n"
+    "from rldk_widget.samples import RawBatch, SampleSettings, batch_records\n"
+    "from rldk_widget.store import RunStore\n"
+    "for step in (198, 199):\n"
+    "    batch = RawBatch(step, ['2+2?', '2+2?'], ['4', '<img src=x onerror=\"window.__pwned=1\">'],"
+    " {'exact': [1.0, 0.0]}, [0.7 + step / 1000, -0.7 - step / 1000])  # a new batch each step\n"
+    "    RunStore(dash.output_dir, 'reopen').append('samples', batch_records(batch, SampleSettings(), 'reopen', time.time()))\n"
+    "dash.update_data()\n"
+    "dash.completions()\n"
+    "time.sleep(1.5)  # the samples summary goes out at most once a second"
 )
 
 OUTPUT_JS = """() => {
@@ -65,8 +81,8 @@ def shutdown_kernels(server: lab.LabServer) -> None:
             urllib.request.urlopen(request, timeout=10).read()
 
 
-def run_save_and_reopen(lab_page, name: str) -> dict:
-    notebook = lab_page.write_notebook(name, [SETUP.format(folder=name.replace(".ipynb", "_runs")), FEED])
+def run_save_and_reopen(lab_page, name: str, extra: tuple[str, ...] = ()) -> dict:
+    notebook = lab_page.write_notebook(name, [SETUP.format(folder=name.replace(".ipynb", "_runs")), FEED, *extra])
     lab_page.open(notebook)
     lab_page.run_all()
     lab_page.wait_until(lambda: lab_page.step(lab.NOTEBOOK_ROOT) == "199", 30, "the live view at step 199")
@@ -85,7 +101,7 @@ def run_save_and_reopen(lab_page, name: str) -> dict:
 def test_with_widget_state_saved_the_reopened_notebook_renders_the_dashboard(lab_page, tmp_path):
     save_widget_state(lab_page.server, True)
     try:
-        notebook = run_save_and_reopen(lab_page, "reopen_state.ipynb")
+        notebook = run_save_and_reopen(lab_page, "reopen_state.ipynb", (SAMPLES,))
         saved = json.loads((lab_page.server.root_dir / notebook).read_text())
         assert saved["metadata"].get("widgets"), "JupyterLab saved no widget state"
         state = lab_page.wait_until(
@@ -95,6 +111,19 @@ def test_with_widget_state_saved_the_reopened_notebook_renders_the_dashboard(lab
         assert lab_page.step(lab.NOTEBOOK_ROOT) == "199"
         assert state["badge"] == "(1)" and state["alertAsText"] and not state["pictureVisible"], state
         lab_page.page.locator(lab.NOTEBOOK_ROOT).first.screenshot(path=str(tmp_path / "reopened_with_state.png"))
+        # no kernel answers: after a moment the Samples tab shows the saved pages, and says so
+        lab.show_tab(lab_page.page, lab.NOTEBOOK_ROOT, "samples")
+        panel = f"{lab.NOTEBOOK_ROOT} .rldk-samples"
+        saved_page = lab_page.wait_until(lambda: lab_page.page.evaluate(
+            "(sel) => { const p = document.querySelector(sel); const b = p.querySelector('.rldk-samples-body');"
+            " const n = p.querySelector('.rldk-samples-note');"
+            " return b.dataset.state === 'ready' && {step: b.dataset.step, note: n.textContent,"
+            " rows: [...p.querySelectorAll('tr.rldk-sample-row')].map((r) => r.children[1].textContent),"
+            " imgs: p.querySelectorAll('img').length}; }", panel), 20, "the saved samples without a kernel")
+        assert saved_page["step"] == "199" and "only the newest 2 steps are saved" in saved_page["note"], saved_page
+        assert saved_page["rows"] == ["4", '<img src=x onerror="window.__pwned=1">'] and saved_page["imgs"] == 0
+        lab.settle_injected_handlers(lab_page.page, lab.ROOT)
+        assert lab_page.page.evaluate("() => window.__pwned") is None
     finally:
         save_widget_state(lab_page.server, False)
 

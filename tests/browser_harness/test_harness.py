@@ -10,11 +10,8 @@ renders and applies deltas is measured by benchmarks/browser.py, not asserted he
 
 from __future__ import annotations
 
-import functools
-import http.server
 import shutil
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -25,7 +22,7 @@ BUNDLE = ROOT / "rldk_widget" / "static" / "widget.js"
 OUT = HERE / "out"
 
 sys.path.insert(0, str(HERE.parent / "browser"))
-from lab import CHROMIUM_ARGS, hover_data_point, settle_injected_handlers  # noqa: E402  (shared with tests/browser)
+from lab import hover_data_point, settle_injected_handlers  # noqa: E402  (shared with tests/browser)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 
@@ -75,47 +72,6 @@ LIGHT_VARS = {
     "--jp-success-color1": "#388e3c",
     "--jp-ui-font-family": "system-ui, -apple-system, 'Segoe UI', sans-serif",
 }
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):  # noqa: D401 - keep test output clean
-        pass
-
-
-@pytest.fixture(scope="module")
-def server():
-    if not BUNDLE.exists():
-        pytest.fail(f"{BUNDLE} missing: run `npm run build` in js/")
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(ROOT)))
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
-    t.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
-
-
-@pytest.fixture()
-def page(browser, server):
-    ctx = browser.new_context(viewport={"width": 1500, "height": 1000})
-    pg = ctx.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    pg.on("console", lambda m: errors.append(m.text) if m.type == "error" and "favicon" not in m.text and "404" not in m.text else None)
-    pg.goto(f"{server}/tests/browser_harness/harness.html")
-    pg.wait_for_function("window.__harnessReady === true")
-    pg.evaluate("() => H.loadWidget()")
-    pg.errors = errors  # type: ignore[attr-defined]
-    yield pg
-    ctx.close()
-    assert not errors, errors
 
 
 def set_theme(page, variables: dict[str, str]) -> None:

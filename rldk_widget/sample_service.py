@@ -189,12 +189,15 @@ class SampleService:
 
     def _search(self, params: dict[str, Any], progress: Any) -> Any:
         """Newest steps first; a partial page ("searched N of M steps") after each slice, so the first matches
-        show fast and a newer search (same slot) stops this one."""
+        show fast and a newer search (same slot) stops this one. A page that stopped at `limit` matches carries a
+        `cursor`: sent back, the search goes on from there (the next matches)."""
         index = self._index(params)
         query = str(params.get("query", ""))[:MAX_QUERY_CHARS]
         limit = min(_count(params.get("limit"), 50), 500)
+        cursor = params.get("cursor")
+        if cursor is not None and not isinstance(cursor, Mapping):
+            raise ValueError("a search cursor is the `cursor` of a search page")
         matches: list[Any] = []
-        cursor = None
         while True:
             page = index.search(query, cursor=cursor, limit=limit - len(matches), budget_s=SEARCH_BUDGET_S)
             matches.extend(page.get("matches", []))

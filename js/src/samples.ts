@@ -109,6 +109,8 @@ interface SearchPage {
   searched_steps: number;
   total_steps: number;
   done: boolean;
+  /** where the next matches start (the kernel's page stopped at the match limit), or null */
+  cursor?: unknown;
 }
 
 interface PromptStep extends GroupStats {
@@ -912,21 +914,34 @@ export class SamplesPanel {
       this.search = { kind: "search", run_id: runId, query, matches: [], searched_steps: 0, total_steps: this.summary?.steps ?? 0, done: false };
       this.renderSearch();
     }
+    this.askSearch(runId, query, [], null);
+  }
+
+  /** Ask the kernel for `query`'s matches after `prior` (from `cursor`, null: from the newest step). */
+  private askSearch(runId: string, query: string, prior: Match[], cursor: unknown): void {
     const started = performance.now();
     let timed = false;
     const onPage = (data: SearchPage, final: boolean) => {
       if (!isObject(data) || !Array.isArray(data.matches) || data.run_id !== this.runId || data.query !== this.searchQuery) return;
-      this.search = { ...data, done: final };
-      // a final page that is not done stopped at the match limit
-      this.renderSearch(final && data.done === false);
+      this.search = { ...data, matches: prior.concat(data.matches), done: final, cursor: final ? data.cursor ?? null : null };
+      this.renderSearch();
       if (!timed && (data.matches.length || final)) {
         timed = true;
-        this.timings.push({ what: "search first page", ms: performance.now() - started });
+        this.timings.push({ what: prior.length ? "search next page" : "search first page", ms: performance.now() - started });
       }
     };
-    void this.ask<SearchPage>("samples.search", { run_id: runId, query, limit: SEARCH_LIMIT }, "search", (d) => onPage(d, false)).then((data) => {
+    const params = { run_id: runId, query, limit: SEARCH_LIMIT, ...(cursor === null ? {} : { cursor }) };
+    void this.ask<SearchPage>("samples.search", params, "search", (d) => onPage(d, false)).then((data) => {
       if (data) onPage(data, true);
     });
+  }
+
+  private searchNext(): void {
+    const s = this.search;
+    if (!s || !s.done || s.cursor == null || !this.runId || this.silent) return;
+    this.search = { ...s, done: false, cursor: null };
+    this.renderSearch();
+    this.askSearch(this.runId, s.query, s.matches, s.cursor);
   }
 
   private localSearch(runId: string, query: string): SearchPage {
@@ -1186,7 +1201,7 @@ export class SamplesPanel {
     this.noteEl.classList.toggle("rldk-samples-waiting", parts.length > 0 && !this.local);
   }
 
-  private renderSearch(stoppedAtLimit = false): void {
+  private renderSearch(): void {
     const s = this.search;
     this.searchEl.hidden = s === null;
     if (!s) {
@@ -1196,7 +1211,7 @@ export class SamplesPanel {
     const head = el("div", { className: "rldk-search-head" });
     const count = `${formatInt(s.matches.length)} match${s.matches.length === 1 ? "" : "es"}`;
     const progress = s.done
-      ? stoppedAtLimit || s.searched_steps < s.total_steps
+      ? s.searched_steps < s.total_steps
         ? `the first ${count} (searched ${formatInt(s.searched_steps)} of ${formatInt(s.total_steps)} steps)`
         : `${count} in ${formatInt(s.total_steps)} steps`
       : `${count} so far — searched ${formatInt(s.searched_steps)} of ${formatInt(s.total_steps)} steps…`;
@@ -1229,6 +1244,11 @@ export class SamplesPanel {
       list.append(item);
     }
     if (!s.matches.length && s.done) list.append(el("div", { className: "rldk-muted", textContent: "No sample matches." }));
+    if (s.done && s.cursor != null && !this.silent) {
+      const next = el("button", { type: "button", className: "rldk-btn rldk-btn-small rldk-search-next", textContent: `next ${SEARCH_LIMIT} matches` });
+      next.addEventListener("click", () => this.searchNext());
+      list.append(next);
+    }
     this.searchEl.replaceChildren(head, list);
   }
 

@@ -24,7 +24,8 @@ import lab  # noqa: E402
 import sweeps  # noqa: E402
 
 VIEWPORT = {"width": 1500, "height": 1150}
-RUN_ID = "grpo_qwen0.5b_gsm8k"
+RUN_ID = "synthetic-grpo"
+"""The hero pictures show synthetic GRPO-shaped data (DATA_CELL): named so, and their alerts are the dashboard's own."""
 
 SETUP_CELL = """\
 import math, random, time
@@ -34,7 +35,8 @@ dash = RLDKDashboard(output_dir={output_dir!r}, run_id={run_id!r}, auto_refresh=
 dash"""
 
 DATA_CELL = """\
-# a GRPO-like run: 300 of 500 steps, one step every ~2.4 s, ending a few seconds ago
+# synthetic GRPO-shaped data: 300 of 500 steps, one every ~2.4 s, a KL excursion and a grad-norm spike; the alerts
+# are the dashboard's own health checks on it
 dash.set_run_info({run_id!r}, max_steps=500, trainer_kind="grpo")  # what RLDKCallback reports on_train_begin
 rng = random.Random(7)
 t0 = time.time() - 300 * 2.4 - 3
@@ -48,21 +50,15 @@ for step in range(300):
         "timestamp": t0 + step * 2.4 + rng.uniform(-0.3, 0.3),
         "reward_mean": reward,
         "reward_std": max(0.02, 0.32 - 0.18 * progress + rng.gauss(0, 0.02)),
-        "kl_mean": max(0.0, 0.11 * (1 - math.exp(-step / 90)) + rng.gauss(0, 0.006) + (0.05 if 175 <= step <= 185 else 0)),
+        "kl_mean": max(0.0, 0.11 * (1 - math.exp(-step / 90)) + rng.gauss(0, 0.006) + (0.2 if 175 <= step <= 190 else 0)),
         "loss": 0.02 * math.sin(step / 13) + rng.gauss(0, 0.012) + 0.01 * progress,
         "entropy_mean": 1.9 - 0.9 * progress + rng.gauss(0, 0.03),
-        "grad_norm": abs(0.8 + 0.35 * math.sin(step / 21) + rng.gauss(0, 0.15)) + (2.5 if step == 261 else 0),
+        "grad_norm": abs(0.8 + 0.35 * math.sin(step / 21) + rng.gauss(0, 0.15)) + (11.0 if step == 261 else 0),
         "learning_rate": 1e-6 * warmup * (1 - 0.5 * progress),
         "clip_frac": max(0.0, 0.04 + 0.02 * math.sin(step / 30) + rng.gauss(0, 0.005)),
         "completions/mean_length": 180 + 140 * progress + rng.gauss(0, 12),
     }})
 dash.add_metrics(records)
-dash.add_alert({{"type": "lr_warmup_done", "message": "Learning-rate warmup finished; lr is 1.0e-06",
-                "step": 29, "severity": "info", "timestamp": t0 + 29 * 2.4}})
-dash.add_alert({{"type": "kl_spike", "message": "KL 0.162 is above the target 0.1 for 8 steps; consider raising beta",
-                "step": 182, "severity": "warning", "timestamp": t0 + 182 * 2.4, "value": 0.162, "threshold": 0.1}})
-dash.add_alert({{"type": "grad_norm_spike", "message": "grad_norm 3.41 is 4.2x its running median (0.81)",
-                "step": 261, "severity": "critical", "timestamp": t0 + 261 * 2.4, "value": 3.41}})
 dash.flush()"""
 
 SIDEBAR_CELL = "dash.show(sidebar=True)"

@@ -52,6 +52,13 @@ SETUP = """async ({mode, delay, recent, sidebar}) => {
         reward: 0, advantage: 0.7, truncated: true, empty: false, cut: false});
       const page = (searched, done) => ({kind: 'search', run_id: 'run', query: params.query,
         matches: steps.slice(N - searched).reverse().filter((s) => s % 10 === 0).map(m), searched_steps: searched, total_steps: N, done, cursor: null});
+      if (params.query === 'many') {  // stops at the match limit: steps 60..31 first, then from the cursor on
+        const before = params.cursor ? params.cursor.before : N + 1;
+        const last = before <= 31;
+        return later(kernel.delay, {data: {kind: 'search', run_id: 'run', query: 'many',
+          matches: steps.filter((s) => s < before && (last || s > 30)).reverse().filter((s) => s % 10 === 0).map(m),
+          searched_steps: last ? N : 30, total_steps: N, done: last, cursor: last ? null : {query: 'many', top: N, before: 31}}});
+      }
       later(kernel.delay, {data: page(20, false), partial: true});
       later(kernel.delay + 400, {data: page(40, false), partial: true});
       return later(kernel.delay + 800, {data: page(N, true)});
@@ -127,6 +134,24 @@ def test_search_progress_then_a_newer_search_replaces_it(page):
     assert s["matches"] == [f"second at {n}" for n in (60, 50, 40, 30, 20, 10)]
     page.wait_for_timeout(900)  # the older search's late replies change nothing
     assert st(page)["matches"][0] == "second at 60"
+
+
+def test_a_search_stopped_at_the_match_limit_goes_on_from_its_cursor(page):
+    setup(page, delay=30)
+    until(page, "the newest step", "(s) => s.state === 'ready'")
+    box = page.locator(f"{PANEL} .rldk-samples-search")
+    box.fill("many")
+    box.press("Enter")
+    s = until(page, "the first page", "(s) => s.search && s.search.startsWith('the first 3 matches')")
+    assert s["matches"] == [f"many at {n}" for n in (60, 50, 40)]
+    assert "searched 30 of 60 steps" in s["search"]
+    page.locator(f"{PANEL} .rldk-search-next").click()
+    s = until(page, "the next page", "(s) => s.search && s.search.startsWith('6 matches in 60 steps')")
+    assert s["matches"] == [f"many at {n}" for n in (60, 50, 40, 30, 20, 10)]
+    searches = page.evaluate("() => kernel.asked.filter((r) => r.what === 'samples.search').map((r) => r.params)")
+    assert searches[-1]["cursor"] == {"query": "many", "top": 60, "before": 31}, searches
+    assert "cursor" not in searches[0], searches
+    assert page.locator(f"{PANEL} .rldk-search-next").count() == 0, "a finished search offers more matches"
 
 
 def test_waiting_note_then_the_reply_and_an_error_line(page):

@@ -38,6 +38,7 @@ from .series import Points, RunSeries
 from .discovery import RunRef
 from .fs import LOCAL, FileSystem, RemotePath, is_url
 from .hf_state import trainer_state_run_id
+from .run_colors import colour_slots
 from .run_summary import RunSummary
 from .runs import Sweep, runs_table
 from .runs_payload import table_page, table_payload
@@ -137,7 +138,9 @@ class RLDKDashboard(anywidget.AnyWidget):
     samples_recent = traitlets.Dict().tag(sync=True)
     """The newest steps' pages of samples (≤ 256 KB), refreshed after each cell: what a saved notebook shows."""
     selected = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    """The runs the charts show, in colour order (every view of the widget shows the same); see `select`."""
+    """The runs the charts show (every view of the widget shows the same); see `select`."""
+    run_colors = traitlets.Dict().tag(sync=True)
+    """Selected run → its palette slot: a run keeps its colour while it stays selected (run_colors.py)."""
 
     def __init__(
         self,
@@ -543,17 +546,24 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _picture_version(self) -> Any:
         """Changes whenever what the picture shows may have changed."""
-        return (self._channel.seq, len(self._alerts), tuple(self.selected), tuple(self.default_charts))
+        return (self._channel.seq, len(self._alerts), tuple(self.selected), tuple(self.run_colors.items()),
+                tuple(self.default_charts))
 
-    def _render_picture(self) -> dict[str, Any]:
-        from .static_view import StaticData, render
+    def _picture_data(self) -> Any:
+        """What the picture draws: the selected runs in their colours, as the charts show them."""
+        from .static_view import StaticData
 
         with self._lock:
-            data = StaticData.collect(
-                self._runs, [run for run in self.selected if run in self._runs], list(self.default_charts) or None,
-                self._alerts[-SNAPSHOT_ALERTS:], dict(self.info), dict(self.status),
+            shown = {run: self._runs[run] for run in self.selected if run in self._runs}
+            return StaticData.collect(
+                shown, list(shown), list(self.default_charts) or None, self._alerts[-SNAPSHOT_ALERTS:],
+                dict(self.info), dict(self.status), colour_slots=dict(self.run_colors),
             )
-        picture = render(data, max_png_bytes=PICTURE_PNG_BYTES)
+
+    def _render_picture(self) -> dict[str, Any]:
+        from .static_view import render
+
+        picture = render(self._picture_data(), max_png_bytes=PICTURE_PNG_BYTES)
         return {
             "image/png": picture.png_base64(),
             "text/html": picture.html_with_image(),
@@ -727,6 +737,7 @@ class RLDKDashboard(anywidget.AnyWidget):
                 "info": dict(self.info),
                 "default_charts": list(self.default_charts),
                 "selected": list(self.selected),
+                "run_colors": dict(self.run_colors),
                 "samples": dict(self.samples),
                 "samples_recent": self._samples.recent_pages(),
             }
@@ -734,13 +745,19 @@ class RLDKDashboard(anywidget.AnyWidget):
             runs = ", ".join(shown[:3]) + (f" and {len(shown) - 3} more" if len(shown) > 3 else "") or "no runs"
             if len(self.run_ids) > len(shown):
                 runs += f" ({len(shown)} of {len(self.run_ids)} runs)"
+            table_note = ""
+            if self._sweep is not None:  # the Runs tab, as far as the file holds it (no kernel pages the rest)
+                table = traits["runs_table"] = table_payload(self._runs_frame(), RUNS_TABLE_ROWS)
+                if table["total"] > len(table["rows"]):
+                    table_note = f"; its runs table holds the first {len(table['rows']):,} of {table['total']:,} runs"
+                    table["total"] = len(table["rows"])
         saved = time.strftime("%Y-%m-%d %H:%M:%S")
         return write_html(
             path,
             _BUNDLE.read_text(encoding="utf-8"),
             traits,
             title=f"RLDK dashboard: {runs}",
-            note=f"RLDK dashboard of {runs}, saved {saved} from {self.output_dir}",
+            note=f"RLDK dashboard of {runs}, saved {saved} from {self.output_dir}{table_note}",
         )
 
     @property
@@ -871,6 +888,10 @@ class RLDKDashboard(anywidget.AnyWidget):
     def _valid_selection(self, proposal: Any) -> list[str]:
         """What a view asks for is kept to known runs (a view may hold a stale list)."""
         return [run for run in dict.fromkeys(proposal["value"]) if isinstance(run, str) and run in self._runs]
+
+    @traitlets.observe("selected")
+    def _keep_colours(self, change: Any) -> None:
+        self.run_colors = colour_slots(self.run_colors, change["new"])
 
     @traitlets.observe("selected")
     def _on_selection(self, change: Any) -> None:

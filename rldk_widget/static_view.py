@@ -37,10 +37,11 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .run_colors import colour_slots as run_colour_slots
 from .series import RunSeries, decimate
 
 PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#7f7f7f")
-"""js/src/charts.ts PALETTE: run i gets PALETTE[i % 10], i its position in the run order."""
+"""js/src/colors.ts PALETTE: a run gets PALETTE[slot % 10], its slot from the `run_colors` trait (else its place)."""
 SMOOTHING = 0.6
 """js/src/view.ts DEFAULT_SMOOTHING."""
 MAX_RUNS = 10
@@ -122,6 +123,7 @@ class StaticData:
         alerts: Sequence[Mapping[str, Any]] = (),
         info: Mapping[str, Mapping[str, Any]] | None = None,
         status: Mapping[str, Any] | None = None,
+        colour_slots: Mapping[str, int] | None = None,
     ) -> "StaticData":
         """Copy what is drawn out of `runs` (run id → RunSeries): a memcpy per drawn column (~2 ms per million
         points), safe while another thread appends to the series, no lock needed (array slices are copied in one C
@@ -132,17 +134,19 @@ class StaticData:
         `charts`: the `default_charts` trait; empty or None → `trl_keys.default_charts` of the first run's trainer
         kind in `info`, as the dashboard sets the trait. Only logged names are drawn; if none of them is, the first
         six logged metrics. `alerts`: oldest first (the `alerts` trait). `info`: run id → {max_steps, trainer,
-        started} (the `info` trait). `status`: {level, message}."""
+        started} (the `info` trait). `status`: {level, message}. `colour_slots`: run id → palette slot (the
+        `run_colors` trait); a run without one gets the lowest slot no other run has, in order."""
         info = info or {}
         runs = dict(runs)
         order = [r for r in (run_order or []) if r in runs]
         order += [r for r in runs if r not in order]
         shown = order[:MAX_RUNS]
+        slots = run_colour_slots(colour_slots or {}, shown)
         chosen = _choose_charts(runs, order, charts, info)
         wanted = set(chosen) | {"timestamp", "reward_mean", "kl_mean", "loss"}
         wanted |= {s for s in (_band_sibling(name) for name in chosen) if s}
         run_data = []
-        for index, run_id in enumerate(shown):
+        for run_id in shown:
             series = runs[run_id]
             columns = {}
             for name, (xs, ys) in list(series.columns.items()):
@@ -156,7 +160,7 @@ class StaticData:
             trainer = entry.get("trainer")
             run_data.append(RunData(
                 run_id=str(run_id),
-                colour=PALETTE[index % len(PALETTE)],
+                colour=PALETTE[slots[run_id] % len(PALETTE)],
                 columns=columns,
                 last_step=_last_step(series),
                 max_steps=max_steps if isinstance(max_steps, int) and not isinstance(max_steps, bool) and max_steps > 0

@@ -1,7 +1,7 @@
 """Which runs the charts show (issue 17 §3/§5): all runs up to ten, else the ten with the newest records; the
 selection is the widget's (every view), set from code with `select()` or by a view; only selected runs' series
 travel (snapshot and deltas), newly selected runs arrive whole in the delta stream, deselected ones are dropped;
-the synced state stays bounded whatever the number of runs."""
+the synced state stays bounded whatever the number of runs; a run keeps its colour while it stays selected."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import pytest
 
 from rldk_widget import RLDKDashboard
 from rldk_widget.dashboard import SNAPSHOT_POINT_BUDGET
+from rldk_widget.run_colors import colour_slots
+from rldk_widget.static_view import PALETTE, StaticData
 from rldk_widget.store import RunStore
 
 from helpers import CommTap, decode
@@ -135,5 +137,33 @@ def test_the_runs_table_of_runs_that_appear_later_has_their_steps_and_metrics(tm
         table = dash.runs().set_index("name")
         assert table.loc["a/grpo", "step"] == 5 and table.loc["b/grpo", "last.reward_mean"] == 1.0
         assert table.loc["a/grpo", "best.reward_mean"] == 1.0
+    finally:
+        dash.close()
+
+
+def test_colour_slots_keep_each_run_s_slot_and_fill_the_lowest_free_one():
+    assert colour_slots({}, ["a", "b", "c"]) == {"a": 0, "b": 1, "c": 2}
+    assert colour_slots({"a": 0, "b": 1, "c": 2}, ["a", "c"]) == {"a": 0, "c": 2}
+    assert colour_slots({"a": 0, "c": 2}, ["a", "c", "d", "e"]) == {"a": 0, "c": 2, "d": 1, "e": 3}
+    assert colour_slots({"a": 1, "b": 1, "c": True, "d": -1}, ["a", "b", "c", "d"]) == {"a": 1, "b": 0, "c": 2, "d": 3}
+    many = colour_slots({}, [f"r{i}" for i in range(50)])
+    assert sorted(many.values()) == list(range(50))
+
+
+def test_deselecting_a_run_leaves_the_others_colours_everywhere(tmp_path):
+    ids = sweep(tmp_path, 4)
+    dash = RLDKDashboard.from_dir(tmp_path, auto_refresh=False)
+    try:
+        assert dash.run_colors == {run: i for i, run in enumerate(ids)}
+        dash.select([ids[0], ids[2], ids[3]])
+        assert dash.run_colors == {ids[0]: 0, ids[2]: 2, ids[3]: 3}
+        dash.set_state({"selected": [ids[2], ids[3], ids[1]]})  # a view's choice
+        assert dash.run_colors == {ids[2]: 2, ids[3]: 3, ids[1]: 0}
+        assert dash.get_state(["run_colors"])["run_colors"] == dash.run_colors
+        picture = dash._picture_data()  # the saved notebook's picture: the selected runs in the same colours
+        assert {run.run_id: run.colour for run in picture.runs} == {ids[2]: PALETTE[2], ids[3]: PALETTE[3],
+                                                                     ids[1]: PALETTE[0]}
+        unslotted = StaticData.collect(dash._runs, ["run003"], colour_slots={"run003": 0})
+        assert [run.colour for run in unslotted.runs] == [PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[3]]
     finally:
         dash.close()

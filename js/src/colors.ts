@@ -1,5 +1,5 @@
-// The one colour of a run, for the charts, the header dots, the alert list and the runs table: by run (its place
-// in the selection, the categorical palette) or by a value of the runs table (a configuration key or a metric):
+// The one colour of a run, for the charts, the header dots, the alert list and the runs table: by run (its slot,
+// kept while it stays selected: the `run_colors` trait; the categorical palette) or by a value of the runs table (a configuration key or a metric):
 // viridis for numbers (log scale when they span more than two decades, as learning rates do), the palette for
 // text. Runs without the value are grey.
 import type { Cell, Store } from "./store";
@@ -120,7 +120,7 @@ export class RunColors {
 
   /** A string that changes when any colour may have changed (so a view knows to redraw). */
   signature(): string {
-    if (this.by === null) return `run|${this.store.orderedRuns().join("\u0000")}`;
+    if (this.by === null) return `run|${this.store.orderedRuns().join("\u0000")}|${this.store.colorSlotsKey()}`;
     this.refresh();
     return this.cacheKey + "|" + this.revision;
   }

@@ -414,6 +414,8 @@ export class Store {
   runIds: string[] = [];
   /** the runs the charts show, in colour order (the `selected` trait); empty: every run */
   selected: string[] = [];
+  /** selected run → its palette slot (the `run_colors` trait) */
+  private colorSlots = new Map<string, number>();
   status: Status = { level: "ok", message: "" };
   info: Record<string, RunInfo> = {};
   defaultCharts: string[] = [];
@@ -587,11 +589,24 @@ export class Store {
     return this.info[runId]?.name ?? runId;
   }
 
-  setMeta(meta: { runIds?: unknown; selected?: unknown; status?: unknown; info?: unknown; defaultCharts?: unknown }): void {
+  setMeta(meta: {
+    runIds?: unknown;
+    selected?: unknown;
+    runColors?: unknown;
+    status?: unknown;
+    info?: unknown;
+    defaultCharts?: unknown;
+  }): void {
     if (meta.runIds !== undefined)
       this.runIds = Array.isArray(meta.runIds) ? meta.runIds.filter((r): r is string => typeof r === "string") : [];
     if (meta.selected !== undefined)
       this.selected = Array.isArray(meta.selected) ? meta.selected.filter((r): r is string => typeof r === "string") : [];
+    if (meta.runColors !== undefined) {
+      this.colorSlots = new Map();
+      if (isObject(meta.runColors))
+        for (const [runId, slot] of Object.entries(meta.runColors))
+          if (Number.isInteger(slot) && (slot as number) >= 0) this.colorSlots.set(runId, slot as number);
+    }
     if (meta.status !== undefined) {
       const s = isObject(meta.status) ? meta.status : {};
       const level = s.level === "info" || s.level === "warning" || s.level === "error" ? s.level : "ok";
@@ -631,9 +646,30 @@ export class Store {
     return out;
   }
 
+  /** A run's palette slot: the kernel's (`run_colors`: kept while the run stays selected), else the lowest slot
+   * no other shown run has, in `orderedRuns` order. */
   colorIndex(runId: string): number {
-    const i = this.orderedRuns().indexOf(runId);
-    return i < 0 ? 0 : i;
+    const kept = this.colorSlots.get(runId);
+    if (kept !== undefined) return kept;
+    const used = new Set<number>();
+    const runs = this.orderedRuns();
+    for (const r of runs) {
+      const slot = this.colorSlots.get(r);
+      if (slot !== undefined) used.add(slot);
+    }
+    let free = 0;
+    for (const r of runs) {
+      if (this.colorSlots.has(r)) continue;
+      while (used.has(free)) free++;
+      if (r === runId) return free;
+      used.add(free);
+    }
+    return 0;
+  }
+
+  /** The kernel's palette slots, as a string that changes when they do. */
+  colorSlotsKey(): string {
+    return [...this.colorSlots].map(([r, slot]) => `${r}\u0000${slot}`).join("\u0001");
   }
 
   series(runId: string, name: string): Series | undefined {

@@ -14,13 +14,14 @@ interface Traits {
   info: unknown;
   default_charts: unknown;
   selected: unknown;
+  run_colors: unknown;
   runs_table: unknown;
   [key: string]: unknown;
 }
 
 type Model = AnyModel<Traits>;
 
-const TRAITS = ["metrics", "alerts", "run_ids", "status", "info", "default_charts", "selected", "runs_table"] as const;
+const TRAITS = ["metrics", "alerts", "run_ids", "status", "info", "default_charts", "selected", "run_colors", "runs_table"] as const;
 
 /**
  * anywidget hands `initialize` and each `render` a different proxy object for the same underlying model, so
@@ -88,6 +89,7 @@ export class Sync {
     on("change:info", () => this.store.setMeta({ info: model.get("info") }));
     on("change:default_charts", () => this.store.setMeta({ defaultCharts: model.get("default_charts") }));
     on("change:selected", () => this.store.setMeta({ selected: model.get("selected") }));
+    on("change:run_colors", () => this.store.setMeta({ runColors: model.get("run_colors") }));
     on("change:runs_table", () => this.store.setRunsTable(model.get("runs_table")));
     on("change:samples", () => this.samples.setSummaries(model.get("samples")));
     on("change:samples_recent", () => this.samples.setRecent(model.get("samples_recent")));
@@ -99,6 +101,7 @@ export class Sync {
       info: model.get("info"),
       defaultCharts: model.get("default_charts"),
       selected: model.get("selected"),
+      runColors: model.get("run_colors"),
     });
     this.store.setRunsTable(model.get("runs_table"));
     // save_html's read-only model: requests go nowhere, the saved pages are all there is

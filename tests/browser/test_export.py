@@ -1,5 +1,7 @@
 """`RLDKDashboard.save_html`: the file renders the charts and alerts in Chromium with every network request
-refused (no kernel, no CDN), alert text stays literal, and the page size is bounded for long runs."""
+refused (no kernel, no CDN), alert text stays literal, and the page size is bounded for long runs. A sweep's file
+has its Runs tab (sorting and filtering in the page, hostile names and values as text); a sweep larger than the
+synced table says how many of its runs the file holds."""
 
 from __future__ import annotations
 
@@ -8,8 +10,10 @@ import math
 import pytest
 
 import lab
-from rldk_widget import AlertRules, RLDKDashboard
+import sweeps
+from rldk_widget import AlertRules, RLDKDashboard, dashboard
 from rldk_widget.alerts import RULE_TYPES
+from test_runs_tab import PANEL_JS
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 
@@ -86,3 +90,37 @@ def test_save_html_rejects_a_bad_budget(tmp_path, dashboards):
     dash = build_dashboard(dashboards, tmp_path, 10)
     with pytest.raises(ValueError, match="max_points"):
         dash.save_html(tmp_path / "x.html", max_points=0)
+
+
+def test_a_saved_sweep_has_its_runs_tab(tmp_path, offline_page):
+    page, console, requests = offline_page
+    sweeps.write_sweep(tmp_path / "sweep", 40, hostile=True)
+    dash = RLDKDashboard.from_dir(tmp_path / "sweep", auto_refresh=False)
+    shown = ["ours_000", "ours_002", "ours_004"]
+    dash.select(shown)
+    path = dash.save_html(tmp_path / "sweep.html")
+    dash.close()
+
+    page.goto(path.as_uri())
+    lab.show_tab(page, ".rldk-root", "runs")
+    state = lab.wait_until(lambda: (s := page.evaluate(PANEL_JS, ".rldk-root")) and s["rows"] and s, 20,
+                           "the saved runs table")
+    assert state["count"] == "41 runs · 3 on the charts", state["count"]
+    assert state["selected"] == shown, state["selected"]
+    page.locator(".rldk-root .rldk-runs-filter").fill("onerror evil")  # the hostile folder's name, as text
+    state = lab.wait_until(lambda: (s := page.evaluate(PANEL_JS, ".rldk-root")) and s["count"].startswith("1 of") and s,
+                           10, "the filtered saved table")
+    assert state["shownNames"] == [sweeps.HOSTILE_NAME] and state["imgs"] == 0, state["shownNames"]
+    lab.settle_injected_handlers(page)
+    assert page.evaluate("() => window.__pwned") is None
+    assert requests == [], f"the exported page tried the network: {requests}"
+    assert console.errors == [], console.errors
+
+
+def test_a_saved_sweep_larger_than_the_synced_table_says_what_it_holds(tmp_path, monkeypatch):
+    sweeps.write_sweep(tmp_path / "sweep", 8, hostile=False)
+    monkeypatch.setattr(dashboard, "RUNS_TABLE_ROWS", 5)
+    dash = RLDKDashboard.from_dir(tmp_path / "sweep", auto_refresh=False)
+    text = dash.save_html(tmp_path / "sweep.html").read_text(encoding="utf-8")
+    dash.close()
+    assert "its runs table holds the first 5 of 8 runs" in text

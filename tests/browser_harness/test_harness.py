@@ -517,3 +517,35 @@ def test_a_table_beyond_the_synced_rows_is_paged_through_requests(page):
     page.wait_for_function("() => v1.el.querySelector('.rldk-runs-count').textContent.startsWith('12 of 5,000')")
     state = page.evaluate(RUNS_STATE_JS)
     assert [r["run"] for r in state["rows"]] == [f"run{i:05d}" for i in range(40, 52)]
+
+
+SETUP_COLOURS = """async () => {
+  const {state} = H.makeState({steps: 500, runIds: ['a', 'b', 'c']});
+  state.selected = ['a', 'b', 'c'];
+  state.run_colors = {a: 0, b: 1, c: 2};
+  window.model = await H.createModel(state);
+  window.v1 = await H.renderView(model, document.getElementById('view1'));
+  await H.settle([v1]);
+}"""
+TRACE_COLOURS = """async () => {
+  await H.settle([v1]);
+  const gd = v1.el.querySelector('.rldk-plot');
+  const runs = new Set(['a', 'b', 'c']);
+  return Object.fromEntries(gd.data.filter((t) => runs.has(t.name)).map((t) => [t.name, t.line.color]));
+}"""
+
+
+def test_a_run_keeps_its_colour_when_another_is_deselected(page):
+    from rldk_widget.static_view import PALETTE
+
+    page.evaluate(SETUP_COLOURS)
+    before = page.evaluate(TRACE_COLOURS)
+    assert before == {"a": PALETTE[0], "b": PALETTE[1], "c": PALETTE[2]}, before
+    # the kernel drops b (a delta) and keeps the others' slots (run_colors.py)
+    page.evaluate("""() => { model.custom({type: 'delta', seq: model.get('metrics').seq + 1, metrics: {}, alerts: [],
+                                           drop_runs: ['b']});
+                             model.kernelSet({selected: ['a', 'c'], run_colors: {a: 0, c: 2}}); }""")
+    assert page.evaluate(TRACE_COLOURS) == {"a": PALETTE[0], "c": PALETTE[2]}
+    # a state without slots (a page saved by an older version): the lowest free slot in selection order
+    page.evaluate("() => model.kernelSet({run_colors: {}})")
+    assert page.evaluate(TRACE_COLOURS) == {"a": PALETTE[0], "c": PALETTE[1]}

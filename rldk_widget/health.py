@@ -4,13 +4,15 @@ trainer_state.json log history, run files written another way, metrics added wit
 A run counts as recorded by RLDKCallback when its run info says so (`writer`), not when it has alerts (a healthy
 callback run has none); such runs are never checked here. The checks run on a worker thread from the run's series
 columns (no records are kept for them): each new point is observed once, O(1) per record, and a run whose metrics
-file was read again whole is checked again from its start. Computed alerts carry `"computed": True`; they live
-in memory only and are never written to a run folder.
+file was read again whole is checked again from its start. Computed alerts carry `"computed": True` and the time
+their step was logged (the time they were computed when it has none); they live in memory only and are never
+written to a run folder.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from typing import Any, Callable
@@ -94,19 +96,24 @@ class HealthChecks:
                 check.kind = kind
             fresh = {}
             for name, (xs, ys) in series.columns.items():
-                if name.startswith(_SKIPPED) or name == "timestamp":
+                if name.startswith(_SKIPPED):
                     continue
                 start = check.observed.get(name, 0)
                 if len(xs) > start:
                     fresh[name] = (np.array(xs[start:], dtype="f8"), np.array(ys[start:], dtype="f8"))
                     check.observed[name] = len(xs)
+        logged_at = fresh.pop("timestamp", None)
         if not fresh:
             return
+        when = dict(zip(*logged_at)) if logged_at is not None else {}
         alerts: list[dict[str, Any]] = []
         now = time.time()
         for record in _records(fresh, check.kind):
             for alert in check.monitor.observe(record):
-                alerts.append({**alert, "run_id": run_id, "timestamp": now, "computed": True})
+                # when the step that raised it was logged (a finished run's alerts are not all "now")
+                at = when.get(float(alert["step"]), now) if isinstance(alert.get("step"), (int, float)) else now
+                alerts.append({**alert, "run_id": run_id, "timestamp": at if math.isfinite(at) else now,
+                               "computed": True})
         if alerts:
             with self._lock:
                 if self._generations.get(run_id, 0) == generation and run_id not in self._recorded:

@@ -1,13 +1,14 @@
 """Health checks on any run (issue 16 §1): runs without alerts of their own get the callback's rules, computed by
 the dashboard from what it reads, marked as computed, kept in memory only, checked once per record, and checked
 again from the start when their file is read again whole. Runs the RLDKCallback recorded (its run info says so)
-are never checked, even when they have no alerts."""
+are never checked, even when they have no alerts. A computed alert is dated when its step was logged."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import time
 
 import pytest
 
@@ -80,6 +81,23 @@ def test_a_run_the_callback_recorded_is_not_checked_even_without_alerts(tmp_path
     try:
         assert [(a["run_id"], a["step"]) for a in dash.alerts] == [("plain", 5)]
         assert not (tmp_path / "plain_alerts.json").exists()
+    finally:
+        dash.close()
+
+
+def test_a_computed_alert_is_dated_when_its_step_was_logged(tmp_path):
+    logged = 1_700_000_000.0  # a run finished long ago: its alerts are not "now"
+    store = RunStore(tmp_path, "old")
+    store.append_metrics_many({"step": s, "timestamp": logged + 10 * s, "loss": 0.1,
+                               "grad_norm": math.nan if s == 5 else 0.5} for s in range(20))
+    other = RunStore(tmp_path, "untimed")  # records without a time: the alert is dated when it was computed
+    other.append_metrics_many({"step": s, "loss": 0.1, "grad_norm": math.nan if s == 7 else 0.5} for s in range(20))
+    before = time.time()
+    dash = RLDKDashboard.from_dir(tmp_path, auto_refresh=False)
+    try:
+        dated = {a["run_id"]: a["timestamp"] for a in dash.alerts}
+        assert dated["old"] == logged + 50
+        assert before <= dated["untimed"] <= time.time()
     finally:
         dash.close()
 

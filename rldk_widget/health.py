@@ -127,10 +127,19 @@ def _kind_from_names(names: Any) -> str | None:
 
 
 def _records(fresh: dict[str, tuple[np.ndarray, np.ndarray]], kind: str | None) -> list[dict[str, Any]]:
-    """Points of several series as records, one per step in step order (a stable merge keeps file order)."""
-    from .trl_keys import mapped_record
+    """Points of several series as records, one per step in step order (a stable merge keeps file order), with
+    the trainer's mapped names (`trl_keys.mapped_record`; its plan is worked out once per set of names)."""
+    from .trl_keys import mapped_record_plan
 
     names = list(fresh)
+    first = fresh[names[0]][0]
+    if all(np.array_equal(fresh[name][0], first) for name in names[1:]) and bool(np.all(np.diff(first) > 0)):
+        # every series has a point at each step, once (one record per step with the same keys): by columns
+        plan = mapped_record_plan(("step", *names), kind)
+        columns = {"step": [int(x) if x.is_integer() else x for x in first.tolist()]}
+        columns.update((name, fresh[name][1].tolist()) for name in names)
+        out = [name for name, _ in plan]
+        return [dict(zip(out, row)) for row in zip(*(columns[source] for _, source in plan))]
     steps = np.concatenate([fresh[name][0] for name in names])
     values = np.concatenate([fresh[name][1] for name in names])
     which = np.concatenate([np.full(len(fresh[name][0]), index) for index, name in enumerate(names)])
@@ -143,4 +152,12 @@ def _records(fresh: dict[str, tuple[np.ndarray, np.ndarray]], kind: str | None) 
             current = {"step": int(step) if step.is_integer() else step}
             records.append(current)
         current[names[index]] = value
-    return [mapped_record(record, kind) for record in records]
+    plans: dict[tuple[str, ...], list[tuple[str, str]]] = {}
+    mapped = []
+    for record in records:
+        keys = tuple(record)
+        plan = plans.get(keys)
+        if plan is None:
+            plan = plans[keys] = mapped_record_plan(keys, kind)
+        mapped.append({name: record[source] for name, source in plan})
+    return mapped

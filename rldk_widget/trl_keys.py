@@ -63,7 +63,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import fields
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from .metrics import RLDKMetrics, as_number, coerce_step, flat_record
 
@@ -310,6 +310,15 @@ def mapped_record(record: Mapping[str, Any], trainer_kind: str | None) -> dict[s
     raw TRL keys where a file holds those (written without the callback's mapping); raw keys and `step` kept."""
     core, extra = _mapped_fields(record, trainer_kind)
     return {"step": record.get("step"), **extra, **core}
+
+
+def mapped_record_plan(keys: Sequence[str], trainer_kind: str | None) -> list[tuple[str, str]]:
+    """For records whose keys are `keys` ("step" and float values): (name in the mapped record, key it comes from)
+    pairs, so that `{name: record[key] for name, key in plan}` is `mapped_record(record, trainer_kind)`."""
+    sources = [key for key in keys if key != "step"]
+    core, extra = _mapped_fields({key: float(index) for index, key in enumerate(sources)}, trainer_kind)
+    plan = [("step", "step")] if "step" in keys else []
+    return plan + [(name, sources[int(index)]) for name, index in {**extra, **core}.items()]
 
 
 def default_charts(trainer_kind: str | None, available: Iterable[str] | None = None) -> list[str]:

@@ -151,3 +151,23 @@ def test_figure_and_save_html_show_the_alert_markers(tmp_path):
         assert '"computed":true' in page and '"metric":"grad_norm"' in page
     finally:
         dash.close()
+
+
+def test_records_for_the_rules_are_the_same_by_columns_and_by_merge():
+    """health._records takes a by-columns path when every series has one point per step: the same records."""
+    import numpy as np
+
+    from rldk_widget.health import _records
+    from rldk_widget.trl_keys import mapped_record
+
+    steps = np.array([1.0, 2.0, 2.5, 4.0])
+    fresh = {"reward": (steps, np.array([0.1, math.nan, 0.3, math.inf])), "kl": (steps, np.array([0.0, 1.0, 2.0, 3.0])),
+             "loss": (steps, np.array([5.0, 4.0, 3.0, 2.0]))}
+    expected = [mapped_record({"step": int(s) if s.is_integer() else s, "reward": r, "kl": k, "loss": lo}, "grpo")
+                for s, r, k, lo in zip(steps.tolist(), *(fresh[n][1].tolist() for n in ("reward", "kl", "loss")))]
+    by_columns = _records(fresh, "grpo")
+    assert [list(r) for r in by_columns] == [list(r) for r in expected]
+    assert str(by_columns) == str(expected) and [type(r["step"]) for r in by_columns] == [int, int, float, int]
+    # one series without a point at step 2: merged by step, that record lacks it
+    merged = _records({**fresh, "loss": (np.array([1.0, 2.5, 4.0]), np.array([5.0, 3.0, 2.0]))}, "grpo")
+    assert str(merged[0]) == str(expected[0]) and "loss" not in merged[1] and str(merged[2]) == str(expected[2])

@@ -20,10 +20,16 @@ from rldk_widget.trl_keys import (
     kind_from_class,
     log_record,
     map_log,
+    mapped_record,
+    mapped_record_plan,
     ppo_keys,
 )
 
 from trl_logs import DPO_LOG, GRPO_LOG, LEGACY_PPO_LOG, PPO_LOG, REWARD_LOG, SFT_EVAL_LOG, SFT_LOG, SUMMARY_LOG
+
+# every key a captured log holds, plus names that collide with mapped ones
+_LOG_KEYS = sorted({k for log in (DPO_LOG, GRPO_LOG, LEGACY_PPO_LOG, PPO_LOG, REWARD_LOG, SFT_EVAL_LOG, SFT_LOG)
+                    for k in log} | set(CORE_FIELDS) | {"reward", "kl", "entropy", "completion_length", "x"})
 
 
 def test_grpo_mapping():
@@ -178,3 +184,15 @@ def test_log_record_is_map_log_to_dict(logs, kind):
     expected, got = metrics.to_dict(), log_record(logs, 7, kind, "run", 123.5)
     assert list(got) == list(expected)
     assert all(got[k] == expected[k] or (math.isnan(got[k]) and math.isnan(expected[k])) for k in expected)
+
+
+@given(st.lists(st.sampled_from(_LOG_KEYS), unique=True, max_size=25),
+       st.sampled_from([None, *TRAINER_KINDS, "unknown"]), st.randoms(use_true_random=False))
+def test_a_record_plan_maps_exactly_as_mapped_record(keys, kind, rng):
+    """The health checks map a run's records by a plan worked out once per set of names (health._records)."""
+    record = {"step": 3, **{key: rng.choice([rng.random(), math.nan, math.inf, -1.5]) for key in keys if key != "step"}}
+    plan = mapped_record_plan(tuple(record), kind)
+    planned = {name: record[source] for name, source in plan}
+    expected = mapped_record(record, kind)
+    assert list(planned) == list(expected)
+    assert all(planned[k] == expected[k] or (math.isnan(planned[k]) and math.isnan(expected[k])) for k in expected)

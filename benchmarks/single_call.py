@@ -370,6 +370,7 @@ def bench_durable(tmp: Path, writer: str, cfg: dict, pristine: Path) -> list[dic
             else:
                 copy_trackio_db(pristine, where)
                 _point_trackio_at(where)
+            os.sync()  # the copy's writeback is not the writer's: its first appends would wait for it (~2 s here)
             env = dict(os.environ)
             env["PYTHONPATH"] = os.pathsep.join(p for p in (str(c.REPO), env.get("PYTHONPATH")) if p)
             proc = subprocess.Popen(

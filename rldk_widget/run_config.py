@@ -545,36 +545,29 @@ def _token_pairs(field: str) -> list[tuple[str, Any]]:
 
 def parse_name_params(name: str) -> dict[str, Any]:
     """Parameters encoded in one folder or run name (grammar in the module docstring); {} when none."""
-    found: dict[str, Any] = {}
-    dropped: set[str] = set()
-    for field in re.split(r"[,;\s]+", name or ""):
-        if not field:
-            continue
-        pairs = _assignment_pairs(field) if "=" in field else _token_pairs(field)
-        for key, value in pairs or ():
-            if key in dropped:
-                continue
-            if key in found and found[key] != value:
-                del found[key]
-                dropped.add(key)
-                continue
-            found[key] = value
-    return found
+    fields = (field for field in re.split(r"[,;\s]+", name or "") if field)
+    return _unambiguous(
+        pair for field in fields for pair in (_assignment_pairs(field) if "=" in field else _token_pairs(field)) or ()
+    )
 
 
 def parse_path_params(components: Iterable[str]) -> dict[str, Any]:
     """`parse_name_params` of each component of a relative path, merged (a key given two values is dropped)."""
+    return _unambiguous(pair for component in components for pair in parse_name_params(component).items())
+
+
+def _unambiguous(pairs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """The (key, value) pairs as a dict, without the keys given two different values."""
     found: dict[str, Any] = {}
     dropped: set[str] = set()
-    for component in components:
-        for key, value in parse_name_params(component).items():
-            if key in dropped:
-                continue
-            if key in found and found[key] != value:
-                del found[key]
-                dropped.add(key)
-                continue
-            found[key] = value
+    for key, value in pairs:
+        if key in dropped:
+            continue
+        if key in found and found[key] != value:
+            del found[key]
+            dropped.add(key)
+            continue
+        found[key] = value
     return found
 
 

@@ -48,16 +48,17 @@ def sample_id(index: "SampleIndex", row: int) -> str:
     return f"{int(index._cols['step'][row])}:{key_hex(int(index._cols['key'][row]))}"
 
 
+def row_identity(index: "SampleIndex", row: int) -> dict[str, Any]:
+    """Which sample a row is: {"id", "step", "index" (in its batch), "prompt_id"}."""
+    cols = index._cols
+    return {"id": sample_id(index, row), "step": int(cols["step"][row]), "index": int(cols["index"][row]),
+            "prompt_id": key_hex(int(cols["prompt_key"][row]))}
+
+
 def row_dict(index: "SampleIndex", row: int, record: Mapping[str, Any], text_chars: int, with_prompt: bool
              ) -> dict[str, Any]:
-    cols = index._cols
-    out: dict[str, Any] = {
-        "id": sample_id(index, row),
-        "step": int(cols["step"][row]),
-        "index": int(cols["index"][row]),
-        "prompt_id": key_hex(int(cols["prompt_key"][row])),
-        "source": _source_name(int(cols["source"][row]), record),
-    }
+    out = row_identity(index, row)
+    out["source"] = _source_name(int(index._cols["source"][row]), record)
     if with_prompt:
         out["prompt"], out["prompt_more"] = _preview(record.get("prompt"), text_chars)
     out["completion"], out["completion_more"] = _preview(record.get("completion"), text_chars)

@@ -19,7 +19,7 @@ import orjson
 
 from .fs import describe_error
 from .sample_index import MAX_RECORD_BYTES, SEARCH_CHUNK_BYTES, SPAN_GAP_BYTES, SPAN_MAX_BYTES, _parse_line
-from .sample_pages import SAMPLES_FILE, _text, row_numbers, sample_id
+from .sample_pages import SAMPLES_FILE, _text, row_identity, row_numbers
 
 if TYPE_CHECKING:
     from .sample_index import SampleIndex
@@ -184,16 +184,8 @@ def _match(index: "SampleIndex", row: int, record: Mapping[str, Any], query: str
     if not where:
         return None
     numbers = row_numbers(index, row)
-    cols = index._cols
-    from .samples import key_hex
-
-    out: dict[str, Any] = {
-        "id": sample_id(index, row),
-        "step": int(cols["step"][row]),
-        "index": int(cols["index"][row]),
-        "prompt_id": key_hex(int(cols["prompt_key"][row])),
-        "in": where,
-    }
+    out = row_identity(index, row)
+    out["in"] = where
     for name, text in texts.items():
         out[name] = snippet(text, query if name in where else None, text_chars if name in where else text_chars // 2)
     for name in ("reward", "advantage", "truncated", "empty", "cut"):

@@ -93,7 +93,7 @@ def measure(tmp: Path, size: int, make: c.RecordMaker) -> dict:
 def main(argv: list[str] | None = None) -> dict:
     args, cfg, started = c.start(__doc__, argv, FULL, QUICK)
     make = c.RecordMaker(RUN)
-    from rldk_widget import dashboard
+    from rldk_widget import dashboard, snapshot
 
     bundle = Path(dashboard.__file__).parent / "static" / "widget.js"
     bundle_bytes = bundle.stat().st_size if bundle.exists() else None
@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> dict:
     table.note("State from ipywidgets.embed.dependency_state(widget, drop_defaults=False) (the dashboard's "
                "get_state() plus its Layout model), serialised with json.dumps as jupyter_client does; .ipynb: "
                f"nbformat.writes of one cell displaying the widget. {ALERTS} alerts in every run.")
-    table.note(f"The `metrics` snapshot carries at most {dashboard.SNAPSHOT_POINT_BUDGET:,} points "
-               "(dashboard.SNAPSHOT_POINT_BUDGET; long series are decimated keeping first, last, extremes and NaN): "
+    table.note(f"The `metrics` snapshot carries at most {snapshot.SNAPSHOT_POINT_BUDGET:,} points "
+               "(snapshot.SNAPSHOT_POINT_BUDGET; long series are decimated keeping first, last, extremes and NaN): "
                "below that it holds every point and grows with the run, above it stays the same size.")
     table.note("Series are the 10 numeric keys of a GRPO record (epoch, learning_rate, loss, grad_norm, reward_mean, "
                "reward_std, kl_mean, entropy_mean, clip_frac, timestamp).")

@@ -33,7 +33,7 @@ from .inbox import EventInbox
 from .metrics import RLDKMetrics
 from .notebook import in_widget_kernel, register_post_run_cell, say_outside_notebook, unregister_post_run_cell
 from .pages import PageServer
-from .records import SEVERITIES, alert_from_file, alert_record, as_list, encode_or_raise, group_by_run, metrics_record
+from .records import alert_from_file, alert_record, as_list, encode_or_raise, group_by_run, metrics_record
 from .series import Points, RunSeries
 from .discovery import RunRef
 from .fs import LOCAL, FileSystem, RemotePath, is_url
@@ -43,6 +43,9 @@ from .run_summary import RunSummary
 from .runs import Sweep, runs_table
 from .runs_payload import table_page, table_payload
 from .sample_service import SampleService
+from .snapshot import (
+    HTML_POINT_BUDGET, SNAPSHOT_ALERTS, SNAPSHOT_POINT_BUDGET, metrics_snapshot, newest_alerts, series_cap,
+)
 from .static_output import MAX_PNG_BYTES as PICTURE_PNG_BYTES
 from .static_output import StaticOutput, static_output_wanted
 from .store import SAMPLES_KIND, RunData, RunStore, default_run_id, validate_run_id
@@ -78,16 +81,8 @@ MAX_INTERVAL_S = 86_400.0
 APPEND_READ_BACK_S = 0.1
 """`add_metrics` writes at once and reads its records back into the views in passes this far apart; the last
 records of a burst are read back within about 1.5 times this after the burst ends."""
-SNAPSHOT_POINT_BUDGET = 30_000
-"""Points the `metrics` snapshot carries at most, over all the runs it holds (≈0.65 MB of JSON): longer series are
-decimated to keep first, last, minima and maxima. Deltas always carry every point; `to_dataframe()` and
-`dash.metrics` always have all data."""
-MIN_SERIES_POINTS = 100
-"""A series in a snapshot keeps at least this many points (a selection of 10 runs × 30 metrics stays ≤ 30k)."""
-SNAPSHOT_ALERTS = 500
-"""Alerts the `alerts` snapshot carries at most (the newest); the counts of the older ones travel in `metrics`
-(`alert_counts`), so the badge and the Alerts tab say how many there are. `dash.alerts` has every alert."""
 DEFAULT_SELECTED = 10
+"""Runs the charts show by default: all runs up to this many, else this many with the newest records."""
 LOAD_ALL_RUNS = 50
 """A folder with up to this many runs has every run's series loaded (and health-checked); a larger sweep loads
 the selected runs (and any run Python reads), the others are summarised by the runs table only."""
@@ -95,9 +90,6 @@ RUNS_TABLE_INTERVAL_S = 2.0
 """The runs table travels to the views at most this often while runs change."""
 RUNS_TABLE_ROWS = 1000
 """Rows of the runs table in the synced state; a larger sweep's table is paged (request "runs.page")."""
-"""Runs the charts show by default: all runs up to this many, else this many with the newest records."""
-HTML_POINT_BUDGET = 400_000
-"""Points `save_html` keeps at most (≈ 10 MB of page): a static report can afford more than the live snapshot."""
 _running_dashboards: "weakref.WeakSet[RLDKDashboard]" = weakref.WeakSet()
 
 
@@ -556,7 +548,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         with self._lock:
             shown = {run: self._runs[run] for run in self.selected if run in self._runs}
             return StaticData.collect(
-                shown, list(shown), list(self.default_charts) or None, self._alerts[-SNAPSHOT_ALERTS:],
+                shown, list(shown), list(self.default_charts) or None, newest_alerts(self._alerts),
                 dict(self.info), dict(self.status), colour_slots=dict(self.run_colors),
             )
 
@@ -729,9 +721,8 @@ class RLDKDashboard(anywidget.AnyWidget):
         with self._lock:
             kept_alerts = max(SNAPSHOT_ALERTS, max_points // 100)
             traits = {
-                "metrics": {"seq": 0, "runs": self._encoded_runs(max_points),
-                            "alert_counts": self._older_alert_counts(kept_alerts)},
-                "alerts": self._alerts[-kept_alerts:],
+                "metrics": metrics_snapshot(0, self._runs, list(self.selected), self._alerts, max_points, kept_alerts),
+                "alerts": newest_alerts(self._alerts, kept_alerts),
                 "run_ids": list(self.run_ids),
                 "status": dict(self.status),
                 "info": dict(self.info),
@@ -906,7 +897,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             added = [run for run in new if run not in old]
             for run in added:
                 self._load(run)  # a large sweep's run not read yet: read it now, so its series travel at once
-            cap = self._series_cap(new, SNAPSHOT_POINT_BUDGET)
+            cap = series_cap(self._runs, new, SNAPSHOT_POINT_BUDGET)
             for run in added:
                 self._channel.replace_run(run, self._runs[run].encoded(cap))
             for run in old - set(new):
@@ -1196,28 +1187,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         with self._lock:
             replace = getattr(self, "_snapshot_replaces", False)
             seq = self._channel.snapshot_seq(replace) if hasattr(self, "_channel") else 0
-            return {
-                "seq": seq,
-                "runs": self._encoded_runs(SNAPSHOT_POINT_BUDGET),
-                "alert_counts": self._older_alert_counts(SNAPSHOT_ALERTS),
-            }
-
-    def _older_alert_counts(self, kept: int) -> dict[str, int]:
-        """Counts by severity of the alerts older than the newest `kept` (those a bounded list leaves out)."""
-        counts = dict.fromkeys(SEVERITIES, 0)
-        for alert in self._alerts[: max(0, len(self._alerts) - kept)]:
-            counts[alert.get("severity", "warning")] = counts.get(alert.get("severity", "warning"), 0) + 1
-        return counts
-
-    def _encoded_runs(self, point_budget: int) -> dict[str, Any]:
-        """The selected runs' series, encoded; each series decimated to its share of `point_budget`."""
-        selected = [run for run in self.selected if run in self._runs]
-        cap = self._series_cap(selected, point_budget)
-        return {run_id: self._runs[run_id].encoded(cap) for run_id in selected}
-
-    def _series_cap(self, runs: list[str], point_budget: int) -> int:
-        series_count = sum(len(self._runs[run].columns) for run in runs if run in self._runs)
-        return max(MIN_SERIES_POINTS, point_budget // max(1, series_count))
+            return metrics_snapshot(seq, self._runs, list(self.selected), self._alerts)
 
     def _refresh_saved_state(self, *_args: Any) -> None:
         """After each cell: bring the traitlet snapshot up to date, so a notebook saved now holds the run
@@ -1236,7 +1206,7 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _snapshot_alerts(self) -> list[dict[str, Any]]:
         with self._lock:
-            return self._alerts[-SNAPSHOT_ALERTS:]
+            return newest_alerts(self._alerts)
 
     def _on_view_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
         """A view's message (on the kernel's main thread between cells, or on the widget's subshell while a cell

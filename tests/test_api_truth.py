@@ -15,7 +15,7 @@ import pytest
 import traitlets
 
 from rldk_widget import AlertRules, RLDKCallback, RLDKDashboard
-from rldk_widget.dashboard import SNAPSHOT_POINT_BUDGET
+from rldk_widget.snapshot import SNAPSHOT_POINT_BUDGET
 from rldk_widget.store import RunStore
 
 from helpers import CommTap, decode

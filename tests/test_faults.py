@@ -28,7 +28,7 @@ import pytest
 
 import rldk_widget.store as store_module
 from rldk_widget import RLDKDashboard
-from rldk_widget.dashboard import SNAPSHOT_POINT_BUDGET
+from rldk_widget.snapshot import SNAPSHOT_POINT_BUDGET
 from rldk_widget.store import RunStore
 
 import killable

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from rldk_widget import RLDKDashboard
-from rldk_widget.dashboard import SNAPSHOT_POINT_BUDGET
+from rldk_widget.snapshot import SNAPSHOT_POINT_BUDGET
 from rldk_widget.store import RunStore
 
 from helpers import CommTap

@@ -10,8 +10,8 @@ import json
 import pytest
 
 from rldk_widget import RLDKDashboard
-from rldk_widget.dashboard import SNAPSHOT_POINT_BUDGET
 from rldk_widget.run_colors import colour_slots
+from rldk_widget.snapshot import SNAPSHOT_POINT_BUDGET
 from rldk_widget.static_view import PALETTE, StaticData
 from rldk_widget.store import RunStore
 

@@ -10,14 +10,12 @@ points as numbered delta messages, at most ~10 per second. In Python the same tr
 
 from __future__ import annotations
 
-import atexit
 import logging
 import math
 import os
 import threading
 import time
 import warnings
-import weakref
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -27,6 +25,7 @@ import traitlets
 
 from .alerts import AlertRules
 from .arguments import reject_unknown
+from .auto_refresh import checked_interval, refresh_thread
 from .health import CALLBACK_WRITER, HealthChecks
 from .hf_state import TrainerStateReader
 from .inbox import EventInbox
@@ -76,8 +75,6 @@ _CONSTRUCTOR_ARGS = (
 )
 WIDGET_KWARGS = ("layout", "tabbable", "tooltip", "_dom_classes")
 """ipywidgets layout arguments users pass to any widget; they go to the widget unchanged."""
-MAX_INTERVAL_S = 86_400.0
-"""The longest auto-refresh interval (a day): longer ones cannot be waited for (Event.wait overflows)."""
 APPEND_READ_BACK_S = 0.1
 """`add_metrics` writes at once and reads its records back into the views in passes this far apart; the last
 records of a burst are read back within about 1.5 times this after the burst ends."""
@@ -90,7 +87,6 @@ RUNS_TABLE_INTERVAL_S = 2.0
 """The runs table travels to the views at most this often while runs change."""
 RUNS_TABLE_ROWS = 1000
 """Rows of the runs table in the synced state; a larger sweep's table is paged (request "runs.page")."""
-_running_dashboards: "weakref.WeakSet[RLDKDashboard]" = weakref.WeakSet()
 
 
 def _metrics_snapshot(_value: Any, widget: "RLDKDashboard") -> dict[str, Any]:
@@ -180,11 +176,7 @@ class RLDKDashboard(anywidget.AnyWidget):
                           stacklevel=2)
         if run_id is not None:
             validate_run_id(run_id)
-        if (not isinstance(refresh_interval, (int, float)) or isinstance(refresh_interval, bool)
-                or not 0 < refresh_interval <= MAX_INTERVAL_S):
-            raise ValueError(
-                f"refresh_interval must be a number of seconds in (0, {MAX_INTERVAL_S:g}], got {refresh_interval!r}"
-            )
+        checked_interval("refresh_interval", refresh_interval)
         if alert_rules is not None and not isinstance(alert_rules, AlertRules):
             raise TypeError(f"alert_rules must be an AlertRules or None, got {type(alert_rules).__name__}")
         self._fs: FileSystem = LOCAL
@@ -441,17 +433,10 @@ class RLDKDashboard(anywidget.AnyWidget):
     def enable_auto_refresh(self, interval: float | None = None) -> None:
         """Call `update_data()` every `interval` seconds on a background thread (stops on `close()`)."""
         if interval is not None:
-            if not isinstance(interval, (int, float)) or isinstance(interval, bool) or not 0 < interval <= MAX_INTERVAL_S:
-                raise ValueError(f"interval must be a number of seconds in (0, {MAX_INTERVAL_S:g}], got {interval!r}")
-            self.refresh_interval = float(interval)
+            self.refresh_interval = checked_interval("interval", interval)
         self.disable_auto_refresh()
-        stop = threading.Event()
-        thread = threading.Thread(
-            target=_refresh_loop, args=(weakref.ref(self), stop), name="rldk-auto-refresh", daemon=True
-        )
-        self._refresh_stop, self._refresh_thread = stop, thread
-        _running_dashboards.add(self)
-        thread.start()
+        self._refresh_stop, self._refresh_thread = refresh_thread(self)
+        self._refresh_thread.start()
 
     def disable_auto_refresh(self) -> None:
         stop, thread = self._refresh_stop, self._refresh_thread
@@ -1226,32 +1211,3 @@ def _single_run_ref(output_dir: Path, run_id: str) -> RunRef:
     if run_id == trainer_state_run_id(output_dir):
         return RunRef(run_id, run_id, "hf", str(output_dir), "")
     return RunRef(run_id, run_id, "rldk", str(output_dir), "", run_id)
-
-
-def _refresh_loop(dashboard_ref: "weakref.ref[RLDKDashboard]", stop: threading.Event) -> None:
-    while True:
-        dashboard = dashboard_ref()
-        if dashboard is None:
-            return
-        interval = dashboard.refresh_interval
-        del dashboard
-        if stop.wait(interval):
-            return
-        dashboard = dashboard_ref()
-        if dashboard is None:
-            return
-        try:
-            dashboard._auto_refresh()
-        except Exception as err:
-            logger.exception("auto-refresh failed")
-            try:
-                dashboard.status = {"level": "error", "message": f"auto-refresh failed: {err}"}
-            except Exception:
-                pass
-        del dashboard
-
-
-@atexit.register
-def _stop_all_refresh_threads() -> None:
-    for dashboard in list(_running_dashboards):
-        dashboard.disable_auto_refresh()

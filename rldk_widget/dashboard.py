@@ -32,6 +32,7 @@ from .inbox import EventInbox
 from .metrics import RLDKMetrics
 from .notebook import in_widget_kernel, register_post_run_cell, say_outside_notebook, unregister_post_run_cell
 from .pages import PageServer
+from .problems import ProblemLog
 from .records import alert_from_file, alert_record, as_list, encode_or_raise, group_by_run, metrics_record
 from .series import Points, RunSeries
 from .discovery import RunRef
@@ -52,9 +53,6 @@ from .trl_samples import completions_folder
 from .subshell import SubshellRoute
 from .traits import LiveTrait, MetricsView
 from .transport import DeltaChannel
-
-REMOTE_UNAVAILABLE = "remote unavailable"
-"""How a remote folder's failure to answer starts in a problem text (remote_fs.RemoteError)."""
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +178,6 @@ class RLDKDashboard(anywidget.AnyWidget):
         if alert_rules is not None and not isinstance(alert_rules, AlertRules):
             raise TypeError(f"alert_rules must be an AlertRules or None, got {type(alert_rules).__name__}")
         self._fs: FileSystem = LOCAL
-        self._remote_note: str | None = None
         if remote:  # a missing fsspec package raises here, naming what to install
             from .remote_fs import FsspecFileSystem
 
@@ -191,8 +188,6 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._snapshot_replaces = False
         self._loading = True
         self._selection_explicit = False
-        self._problems: dict[str, dict[str, str]] = {}
-        self._step_counts: dict[tuple[str, str], list[int]] = {}
         super().__init__(**widget_kwargs)
         # a remote folder is shown and read by its URL without credentials (remote_fs.redact_url)
         self.output_dir = RemotePath(self._fs.root_url) if self._fs.remote else Path(output_dir)
@@ -218,6 +213,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self.pages = PageServer(self.send, name="rldk-pages")
         self.pages.register("runs.page", self._runs_page)
         self._samples = SampleService(self.pages, self._samples_grew)
+        self._problems = ProblemLog(self, remote=self._fs.remote)
         self._samples_sent_at = -math.inf
         self._samples_timer: threading.Timer | None = None
         self._closed = False
@@ -275,7 +271,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             store.append_encoded("metrics", pairs)
             if store.write_errors or self.status.get("level") == "error":
                 with self._lock:  # a write error shows at once (and so does its end)
-                    self._note_problems(run_id, [], store.write_errors)
+                    self._problems.note(run_id, [], store.write_errors)
             self._appends.put(run_id)
 
     def add_alert(self, alert: Mapping[str, Any]) -> None:
@@ -318,11 +314,7 @@ class RLDKDashboard(anywidget.AnyWidget):
                 fs.begin_pass()
                 self._update_data()
         with self._lock:
-            note = fs.health.status()
-            if note != self._remote_note:
-                self._remote_note = note
-                if self.status.get("level") != "error":
-                    self._show_problems()
+            self._problems.set_remote_note(fs.health.status())
 
     def _auto_refresh(self) -> None:
         """An auto-refresh pass (on the refresh thread)."""
@@ -341,10 +333,10 @@ class RLDKDashboard(anywidget.AnyWidget):
             except Exception as err:  # noqa: BLE001 - discovery must not break the caller
                 self._reading_failed(str(self.output_dir), err)
                 return
-            self._note_problems(str(self.output_dir), list(self._sweep.scan_problems), [])
+            self._problems.note(str(self.output_dir), list(self._sweep.scan_problems), [])
             for run_id, problems in self._sweep.problems().items():
                 if run_id and run_id not in self._loaded:  # a loaded run's own reads report its files
-                    self._note_problems(run_id, problems, [])
+                    self._problems.note(run_id, problems, [])
             self._table_dirty = self._table_dirty or bool(update.added or update.removed or update.changed)
             refs = self._sweep.runs
         for run_id, ref in refs.items():
@@ -741,10 +733,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         """Per run (or folder), what could not be read or written (the same text the status line shows)."""
         self._catch_up()
         with self._lock:
-            report = {run: list(problems.values()) for run, problems in self._problems.items() if problems}
-            if self._remote_note:
-                report.setdefault(str(self.output_dir), []).insert(0, self._remote_note)
-            return report
+            return self._problems.report(str(self.output_dir))
 
     @property
     def messages_sent(self) -> int:
@@ -957,7 +946,7 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _reading_failed(self, run_id: str, err: BaseException) -> None:
         logger.exception("reading run %s failed", run_id)
-        self._note_problems(run_id, [f"{run_id}: reading failed ({type(err).__name__}: {err})"], [])
+        self._problems.note(run_id, [f"{run_id}: reading failed ({type(err).__name__}: {err})"], [])
 
     def _ingest(self, run_id: str, data: RunData, write_errors: list[str]) -> None:
         run = self._runs[run_id]
@@ -985,12 +974,12 @@ class RLDKDashboard(anywidget.AnyWidget):
                 self._table_dirty = True
                 if not self._loading:
                     summary.add_points(added.points)
-            self._count_step_notes(run_id, kind, added.fallback_steps, added.inexact_steps, counted)
+            self._problems.count_step_notes(run_id, kind, added.fallback_steps, added.inexact_steps, counted)
         alerts = []
         for item in data.alerts:
             alert, inexact = alert_from_file(item, run_id)
             alerts.append(alert)
-            self._count_step_notes(run_id, "alerts", 0, int(inexact), counted)
+            self._problems.count_step_notes(run_id, "alerts", 0, int(inexact), counted)
         self._alerts.extend(alerts)
         if summary is not None and alerts:
             summary.add_alerts(alerts)
@@ -1004,7 +993,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         elif points or alerts:
             self._channel.push(run_id, points if run_id in self.selected else {}, alerts)
             self._changed_since_snapshot = True
-        self._note_problems(run_id, problems, write_errors, counted)
+        self._problems.note(run_id, problems, write_errors, counted)
 
     def _recorded_by_callback(self, run_id: str) -> None:
         """The run has alerts of its own (RLDKCallback wrote it): no health checks, no computed alerts."""
@@ -1028,53 +1017,6 @@ class RLDKDashboard(anywidget.AnyWidget):
             return
         self._channel.push(run_id, {}, alerts)
         self._changed_since_snapshot = True
-
-    def _count_step_notes(self, run_id: str, kind: str, fallback: int, inexact: int, counted: dict[str, str]) -> None:
-        """Running counts of records placed at a fallback step or an inexact one, as problems that update in place."""
-        if not (fallback or inexact):
-            return
-        counts = self._step_counts.setdefault((run_id, kind), [0, 0])
-        counts[0] += fallback
-        counts[1] += inexact
-        if counts[0]:
-            counted[f"fallback:{kind}"] = (
-                f"{run_id}: {counts[0]} {kind} record(s) without a usable 'step' are shown at the previous "
-                "record's step + 1"
-            )
-        if counts[1]:
-            counted[f"inexact:{kind}"] = (
-                f"{run_id}: {counts[1]} {kind} record(s) have a step beyond 2**53, which a browser cannot show "
-                "exactly (shown at the nearest float64 step)"
-            )
-
-    def _note_problems(
-        self, run_id: str, problems: list[str], write_errors: list[str], counted: Mapping[str, str] | None = None
-    ) -> None:
-        """Remember problems per run (each text once; `counted` ones by key, replaced as their counts grow) and
-        show the newest three, or the write errors, in the status line. A remote folder's failures to answer are not a
-        file's problem: they are in the status line's remote state (`_remote_pass`)."""
-        if self._fs.remote:
-            problems = [p for p in problems if REMOTE_UNAVAILABLE not in p]
-            if counted:
-                counted = {k: v for k, v in counted.items() if REMOTE_UNAVAILABLE not in v}
-        known = self._problems.setdefault(run_id, {})
-        changed = False
-        for key, problem in [*((p, p) for p in problems), *(counted or {}).items()]:
-            if known.get(key) != problem:
-                known.pop(key, None)
-                known[key] = problem
-                changed = True
-        if write_errors:
-            message = "; ".join(write_errors) + " — records are kept in memory and written when possible"
-            self.status = {"level": "error", "message": message}
-        elif changed or self.status.get("level") == "error":
-            self._show_problems()
-
-    def _show_problems(self) -> None:
-        """The status line: a remote folder's state while it does not answer, then the newest three problems."""
-        everything = [p for run_problems in self._problems.values() for p in run_problems.values()]
-        shown = ([self._remote_note] if self._remote_note else []) + everything[-3:]
-        self.status = {"level": "warning", "message": "; ".join(shown)} if shown else {"level": "ok", "message": ""}
 
     def _on_callback_event(self, kind: str, record: Mapping[str, Any]) -> None:
         """RLDKCallback's listener, on the training thread: run info (twice per run) is applied at once; for a

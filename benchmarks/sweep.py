@@ -90,7 +90,7 @@ def measure_layout(tmp: Path, cfg: dict, nested: bool) -> dict:
     # one run appending while the others sit still: its own writer, then the dashboard's pass
     from rldk_widget.store import RunStore
 
-    ref = dash._refs[dash.selected[0]]
+    ref = dash._readers.refs[dash.selected[0]]
     writer = RunStore(ref.folder, ref.file_stem)
     make = c.RecordMaker(run_id=ref.file_stem, seed=9)
     step = cfg["steps"]

@@ -6,11 +6,14 @@ path, so nothing is shown twice and nothing shown is missing from disk. Views ge
 `metrics` / `alerts` traitlets (computed when state is sent, never reassigned per append) and the appended
 points as numbered delta messages, at most ~10 per second. In Python the same traits read the complete data
 (traits.py). Reading never raises: what cannot be read is reported in `load_report` and the status line.
+
+The dashboard owns its helpers and wires them together under one lock (`_lock`): RunReaders finds the runs and reads
+them (run_readers.py), ProblemLog keeps what could not be read or written (problems.py), snapshot.py builds the
+bounded snapshots, auto_refresh.py runs the refresh thread, DeltaChannel sends the deltas (transport.py).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import threading
@@ -26,35 +29,32 @@ import traitlets
 from .alerts import AlertRules
 from .arguments import reject_unknown
 from .auto_refresh import checked_interval, refresh_thread
-from .health import CALLBACK_WRITER, HealthChecks
-from .hf_state import TrainerStateReader
+from .discovery import RunRef
+from .fs import LOCAL, FileSystem, RemotePath, is_url
+from .health import HealthChecks
+from .hf_state import TrainerStateReader, trainer_state_run_id
 from .inbox import EventInbox
 from .metrics import RLDKMetrics
 from .notebook import in_widget_kernel, register_post_run_cell, say_outside_notebook, unregister_post_run_cell
 from .pages import PageServer
 from .problems import ProblemLog
 from .records import alert_from_file, alert_record, as_list, encode_or_raise, group_by_run, metrics_record
-from .series import Points, RunSeries
-from .discovery import RunRef
-from .fs import LOCAL, FileSystem, RemotePath, is_url
-from .hf_state import trainer_state_run_id
 from .run_colors import colour_slots
+from .run_readers import RunReaders
 from .run_summary import RunSummary
 from .runs import Sweep, runs_table
 from .runs_payload import table_page, table_payload
 from .sample_service import SampleService
+from .series import Points, RunSeries
 from .snapshot import (
     HTML_POINT_BUDGET, SNAPSHOT_ALERTS, SNAPSHOT_POINT_BUDGET, metrics_snapshot, newest_alerts, series_cap,
 )
 from .static_output import MAX_PNG_BYTES as PICTURE_PNG_BYTES
 from .static_output import StaticOutput, static_output_wanted
 from .store import SAMPLES_KIND, RunData, RunStore, default_run_id, validate_run_id
-from .trl_samples import completions_folder
 from .subshell import SubshellRoute
 from .traits import LiveTrait, MetricsView
 from .transport import DeltaChannel
-
-logger = logging.getLogger(__name__)
 
 _BUNDLE = Path(__file__).parent / "static" / "widget.js"
 _MISSING_BUNDLE = """
@@ -78,9 +78,6 @@ APPEND_READ_BACK_S = 0.1
 records of a burst are read back within about 1.5 times this after the burst ends."""
 DEFAULT_SELECTED = 10
 """Runs the charts show by default: all runs up to this many, else this many with the newest records."""
-LOAD_ALL_RUNS = 50
-"""A folder with up to this many runs has every run's series loaded (and health-checked); a larger sweep loads
-the selected runs (and any run Python reads), the others are summarised by the runs table only."""
 RUNS_TABLE_INTERVAL_S = 2.0
 """The runs table travels to the views at most this often while runs change."""
 RUNS_TABLE_ROWS = 1000
@@ -155,12 +152,6 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._refresh_stop: threading.Event | None = None
         self._refresh_thread: threading.Thread | None = None
         self._callbacks: list[Any] = []
-        self._stores: dict[str, RunStore] = {}
-        self._hf_readers: dict[str, TrainerStateReader] = {}
-        self._refs: dict[str, RunRef] = {}
-        self._loaded: set[str] = set()
-        self._summaries: dict[str, RunSummary] = {}
-        """Runs table summaries this dashboard feeds (the runs it reads: Sweep.adopt)."""
         self._table_sent_at = -math.inf
         self._table_dirty = False
         if port != _DEFAULT_PORT:
@@ -214,6 +205,11 @@ class RLDKDashboard(anywidget.AnyWidget):
         self.pages.register("runs.page", self._runs_page)
         self._samples = SampleService(self.pages, self._samples_grew)
         self._problems = ProblemLog(self, remote=self._fs.remote)
+        self._readers = RunReaders(
+            self.output_dir, self._fs, self._sweep, self._single_ref, self._lock, self._runs, self._samples,
+            self._problems, ingest=self._ingest, add_run=self._ensure_run, set_run_info=self.set_run_info,
+            recorded_by_callback=self._recorded_by_callback,
+        )
         self._samples_sent_at = -math.inf
         self._samples_timer: threading.Timer | None = None
         self._closed = False
@@ -226,7 +222,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         if not self._selection_explicit:
             self._select_default()  # now that the records are in: the newest runs
             for run_id in self.selected:  # a large sweep's newest runs that were not read yet
-                self._load(run_id)
+                self._readers.load(run_id)
             self._summarise_loaded()
         self._loading = False
         self._refresh_runs_table(force=True)  # with the summaries the load just completed
@@ -238,7 +234,7 @@ class RLDKDashboard(anywidget.AnyWidget):
     def _summarise_loaded(self) -> None:
         """While loading, reads compute no points: summarise the loaded runs' columns once instead."""
         with self._lock:
-            for run_id, summary in self._summaries.items():
+            for run_id, summary in self._readers.summaries.items():
                 series = self._runs.get(run_id)
                 if series is not None and series.columns and not summary.series:
                     summary.add_points(series.columns)
@@ -267,7 +263,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         by_run = {encoded[0][0]["run_id"]: encoded} if len(encoded) == 1 else group_by_run(encoded)
         for run_id, pairs in by_run.items():
             with self._lock:
-                store = self._writable_store(run_id)
+                store = self._readers.writable_store(run_id)
             store.append_encoded("metrics", pairs)
             if store.write_errors or self.status.get("level") == "error":
                 with self._lock:  # a write error shows at once (and so does its end)
@@ -280,9 +276,9 @@ class RLDKDashboard(anywidget.AnyWidget):
         record = alert_record(alert, self._writer_run_id)
         line = encode_or_raise(record)
         with self._lock:
-            store = self._writable_store(record["run_id"])
+            store = self._readers.writable_store(record["run_id"])
             store.append_encoded("alerts", [(record, line)])
-            self._poll_safely(record["run_id"], ("alerts",))
+            self._readers.poll_safely(record["run_id"], ("alerts",))
 
     def update_data(self) -> None:
         """Read what was added to the run files since the last call (all runs of `output_dir`, in sub-folders too,
@@ -297,12 +293,9 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _update_data(self) -> None:
         with self._lock:
-            self._discover()
-            for run_id in self._runs_to_read():
-                store = self._stores.get(run_id)
-                if store is not None:
-                    store.retry_unwritten()
-                self._poll_safely(run_id)
+            if self._readers.discover():
+                self._table_dirty = True
+            self._readers.read_new(list(self.selected))
             self._refresh_runs_table()
 
     def _remote_pass(self, auto: bool = False) -> None:
@@ -322,105 +315,6 @@ class RLDKDashboard(anywidget.AnyWidget):
             self._remote_pass(auto=True)
         else:
             self.update_data()
-
-    def _discover(self) -> None:
-        """Runs in the folder (the Sweep: nested folders too) or the one run asked for; new ones get a series."""
-        if self._sweep is None:
-            refs = {self._single_ref.run_id: self._single_ref} if self._single_ref is not None else {}
-        else:
-            try:
-                update = self._sweep.refresh(before_reading=self._adopt_new_runs)
-            except Exception as err:  # noqa: BLE001 - discovery must not break the caller
-                self._reading_failed(str(self.output_dir), err)
-                return
-            self._problems.note(str(self.output_dir), list(self._sweep.scan_problems), [])
-            for run_id, problems in self._sweep.problems().items():
-                if run_id and run_id not in self._loaded:  # a loaded run's own reads report its files
-                    self._problems.note(run_id, problems, [])
-            self._table_dirty = self._table_dirty or bool(update.added or update.removed or update.changed)
-            refs = self._sweep.runs
-        for run_id, ref in refs.items():
-            if run_id not in self._refs:
-                self._refs[run_id] = ref
-                self._ensure_run(run_id)
-                if ref.name != run_id:
-                    self.set_run_info(run_id, name=ref.name)
-
-    def _adopt_new_runs(self, run_ids: list[str]) -> None:
-        """New runs of the sweep that this dashboard will read: it feeds their summaries (no second read)."""
-        if len(self._sweep.runs) > LOAD_ALL_RUNS:
-            return
-        for run_id in run_ids:
-            self._adopt(run_id)
-
-    def _adopt(self, run_id: str) -> None:
-        if self._sweep is None or run_id in self._summaries or run_id not in self._sweep.runs:
-            return
-        reader = self._hf_reader(run_id) if self._sweep.runs[run_id].source == "hf" else None
-        self._summaries[run_id] = self._sweep.adopt(run_id, reader)
-        series = self._runs.get(run_id)
-        if series is not None and series.columns:
-            self._summaries[run_id].add_points(series.columns)
-
-    def _runs_to_read(self) -> list[str]:
-        """The runs whose files each pass reads: every run of a folder of up to LOAD_ALL_RUNS, else the loaded ones
-        (selected, written to, connected, or read from Python); plus runs of connected callbacks elsewhere."""
-        if len(self._refs) <= LOAD_ALL_RUNS:
-            fresh = set(self._refs) - self._loaded
-        else:
-            fresh = {run for run in self.selected if run in self._refs} - self._loaded
-        for run_id in fresh:
-            self._loaded.add(run_id)
-            self._adopt(run_id)
-        return [run for run in self._runs if run in self._loaded or run in self._stores]
-
-    def _load(self, run_id: str) -> None:
-        """Read a run the dashboard knows but has not read yet (a large sweep loads runs on demand)."""
-        with self._lock:
-            if run_id in self._loaded or run_id not in self._refs:
-                return
-            self._loaded.add(run_id)
-            self._adopt(run_id)
-            self._poll_safely(run_id)
-
-    def _load_all(self) -> None:
-        for run_id in list(self._refs):
-            self._load(run_id)
-
-    def _reader(self, run_id: str) -> RunStore | TrainerStateReader | None:
-        """The run's reader: its RunStore (our files, where they are) or its TrainerStateReader."""
-        store = self._stores.get(run_id)
-        if store is not None:
-            return store
-        reader = self._hf_readers.get(run_id)
-        if reader is not None:
-            return reader
-        ref = self._refs.get(run_id)
-        if ref is None:
-            return None
-        if ref.source == "hf":
-            return self._hf_reader(run_id)
-        return self._store(run_id, ref.folder, ref.file_stem, self._fs)
-
-    def _hf_reader(self, run_id: str) -> TrainerStateReader:
-        """A Hugging Face folder's reader (its trainer_state.json files), and its completions indexed."""
-        reader = self._hf_readers.get(run_id)
-        if reader is None:
-            folder = self._refs[run_id].folder if run_id in self._refs else self._sweep.runs[run_id].folder
-            reader = self._hf_readers[run_id] = TrainerStateReader(folder, self._fs)
-            self._samples.watch(run_id, completions_dir=completions_folder(folder), fs=self._fs)
-        return reader
-
-    def _poll_trainer_state(self, run_id: str, reader: TrainerStateReader) -> None:
-        """A Hugging Face output folder: its trainer_state.json log history."""
-        self._samples.touch(run_id)
-        records, reset, problems = reader.read_new()
-        if not (records or reset or problems):
-            return
-        if reader.max_steps is not None or reader.trainer_kind is not None:
-            self.set_run_info(run_id, reader.max_steps, reader.trainer_kind)
-        data = RunData(metrics=records, reset={"metrics"} if reset else set(), problems=problems)
-        self._ingest(run_id, data, [])
 
     def enable_auto_refresh(self, interval: float | None = None) -> None:
         """Call `update_data()` every `interval` seconds on a background thread (stops on `close()`)."""
@@ -448,12 +342,12 @@ class RLDKDashboard(anywidget.AnyWidget):
         if not hasattr(callback, "add_listener"):
             raise TypeError(f"expected an RLDKCallback (with add_listener), got {type(callback).__name__}")
         with self._lock:
-            self._store(callback.run_id, Path(callback.output_dir))
+            self._readers.store(callback.run_id, Path(callback.output_dir))
             self._recorded_by_callback(callback.run_id)
             if callback not in self._callbacks:
                 self._callbacks.append(callback)
                 callback.add_listener(self._on_callback_event)
-            self._poll(callback.run_id)
+            self._readers.poll(callback.run_id)
 
     def disconnect_callback(self, callback: Any) -> None:
         with self._lock:
@@ -549,9 +443,9 @@ class RLDKDashboard(anywidget.AnyWidget):
         runs not read yet are read now)."""
         self._catch_up()
         if run_id is None:
-            self._load_all()
-        elif run_id in self._refs:
-            self._load(run_id)
+            self._readers.load_all()
+        else:
+            self._readers.load(run_id)
         with self._lock:
             if run_id is not None:
                 runs = {run_id: self._runs[run_id]} if run_id in self._runs else {}
@@ -577,7 +471,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             order = list(self.run_ids)
         records: list[dict[str, Any]] = []
         for run_id in order:
-            reader = self._reader(run_id)
+            reader = self._readers.reader(run_id)
             if isinstance(reader, RunStore):
                 run_records = reader.read_all(("metrics",)).metrics + reader.unwritten("metrics")
             elif isinstance(reader, TrainerStateReader):
@@ -770,48 +664,12 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._static.close()
         unregister_post_run_cell(self._cell_end_hook)
         with self._lock:
-            for store in self._stores.values():
-                store.close()
+            self._readers.close()
             if self._sweep is not None:
                 self._sweep.close()
         if self._fs.remote:
             self._fs.close()
         super().close()
-
-    # ---- ingestion ---------------------------------------------------------------------------------------
-    def _store(self, run_id: str, folder: Path | str, file_stem: str | None = None, fs: FileSystem = LOCAL) -> RunStore:
-        store = self._stores.get(run_id)
-        if store is None:
-            store = self._stores[run_id] = RunStore(folder, file_stem or run_id, follow=True, fs=fs)
-            self._loaded.add(run_id)
-            self._ensure_run(run_id)
-            self._samples.watch(run_id, samples_path=store.path(SAMPLES_KIND), fs=fs)
-        return store
-
-    def _writable_store(self, run_id: str) -> RunStore:
-        """The store add_metrics / add_alert write to: `{output_dir}/{run_id}_*`, never a nested run's folder."""
-        if self._fs.remote:
-            raise ValueError(
-                f"{self.output_dir} is a remote folder: the dashboard only reads it (add_metrics and add_alert write "
-                "local run files). Record the run locally and upload it with RLDKCallback(output_dir=..., "
-                "mirror_to=...), or use a dashboard of a local folder"
-            )
-        ref = self._refs.get(run_id)
-        if ref is not None and not ref.writable:
-            raise ValueError(
-                f"run {run_id!r} ({ref.name}) is read from {ref.folder}; add_metrics and add_alert write only runs "
-                f"directly in {self.output_dir}: use another run_id"
-            )
-        return self._store(run_id, self.output_dir)
-
-    def _ensure_run(self, run_id: str) -> RunSeries:
-        run = self._runs.get(run_id)
-        if run is None:
-            run = self._runs[run_id] = RunSeries()
-            self.run_ids = [*self.run_ids, run_id]
-            if not self._selection_explicit:
-                self._select_default()
-        return run
 
     # ---- selection ---------------------------------------------------------------------------------------
     def select(self, run_ids: Iterable[str] | None) -> None:
@@ -870,7 +728,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             old, new = set(change["old"]), list(change["new"])
             added = [run for run in new if run not in old]
             for run in added:
-                self._load(run)  # a large sweep's run not read yet: read it now, so its series travel at once
+                self._readers.load(run)  # a large sweep's run not read yet: read it now, so its series travel at once
             cap = series_cap(self._runs, new, SNAPSHOT_POINT_BUDGET)
             for run in added:
                 self._channel.replace_run(run, self._runs[run].encoded(cap))
@@ -909,50 +767,21 @@ class RLDKDashboard(anywidget.AnyWidget):
             self.info = info
         self._update_default_charts(entry["trainer"])
 
-    def _poll(self, run_id: str, kinds: tuple[str, ...] | None = None) -> None:
-        """Ingest what the run's files (or the files named in `kinds`) gained since the last poll, chunk by chunk."""
-        reader = self._reader(run_id)
-        if isinstance(reader, TrainerStateReader):
-            self._poll_trainer_state(run_id, reader)
-            return
-        if reader is None:
-            return
-        store = reader
-        while True:
-            data = store.read_new(kinds)
-            data.problems.extend(
-                f"{run_id}: {store.path(kind).name} was replaced, truncated or deleted; the view shows what it holds now"
-                for kind in sorted(data.reset)
-            )
-            self._ingest(run_id, data, store.write_errors)
-            if not data.more:
-                break
-        self._samples.touch(run_id)
-        info = store.read_info()
-        if info is not None:
-            if isinstance(info.get("completions_dir"), str) and not store.fs.remote:  # else a path of another machine
-                self._samples.watch(run_id, completions_dir=info["completions_dir"])
-            if info.get("writer") == CALLBACK_WRITER:
-                self._recorded_by_callback(run_id)
-            self.set_run_info(run_id, info.get("max_steps"), info.get("trainer"), info.get("started"))
-
-    def _poll_safely(self, run_id: str, kinds: tuple[str, ...] | None = None) -> None:
-        """`_poll`, with anything unexpected reported instead of raised (the reader's own errors are problems
-        already; this is the net for a bug, so that no file can break the caller)."""
-        try:
-            self._poll(run_id, kinds)
-        except Exception as err:  # noqa: BLE001 - a reader bug must not reach the caller or the training loop
-            self._reading_failed(run_id, err)
-
-    def _reading_failed(self, run_id: str, err: BaseException) -> None:
-        logger.exception("reading run %s failed", run_id)
-        self._problems.note(run_id, [f"{run_id}: reading failed ({type(err).__name__}: {err})"], [])
+    # ---- ingestion ---------------------------------------------------------------------------------------
+    def _ensure_run(self, run_id: str) -> RunSeries:
+        run = self._runs.get(run_id)
+        if run is None:
+            run = self._runs[run_id] = RunSeries()
+            self.run_ids = [*self.run_ids, run_id]
+            if not self._selection_explicit:
+                self._select_default()
+        return run
 
     def _ingest(self, run_id: str, data: RunData, write_errors: list[str]) -> None:
         run = self._runs[run_id]
         problems = list(data.problems)
         counted: dict[str, str] = {}
-        summary = self._summaries.get(run_id)
+        summary = self._readers.summaries.get(run_id)
         for kind in data.reset:
             if summary is not None:
                 summary.reset(kind)
@@ -1054,19 +883,19 @@ class RLDKDashboard(anywidget.AnyWidget):
                 callback = next((cb for cb in self._callbacks if cb.run_id == run_id), None)
                 if callback is None:
                     continue
-                self._store(run_id, Path(callback.output_dir))
+                self._readers.store(run_id, Path(callback.output_dir))
                 if kind == SAMPLES_KIND:
                     self._samples.touch(run_id)  # the index reads them (sample_service.py), not the series
                     continue
-                self._poll_safely(run_id, (kind,))
+                self._readers.poll_safely(run_id, (kind,))
                 self.set_run_info(run_id, callback.max_steps, callback.trainer_kind)
 
     def _read_back_appends(self, run_ids: list[str]) -> None:
         """The add_metrics inbox's pass: read back the runs add_metrics appended to since the last pass."""
         with self._lock:
             for run_id in dict.fromkeys(run_ids):
-                if run_id in self._stores:
-                    self._poll_safely(run_id, ("metrics",))
+                if run_id in self._readers.stores:
+                    self._readers.poll_safely(run_id, ("metrics",))
             if self._appends.on_worker():
                 self._channel.send_tail()
 
@@ -1079,7 +908,9 @@ class RLDKDashboard(anywidget.AnyWidget):
         with self._lock:
             if name == "alerts":
                 return [dict(alert) for alert in self._alerts]
-            return MetricsView(self._runs, list(self.run_ids), self._lock, self._load)
+            # a run is read when first asked for; `_readers` is looked up then (get_state reads this trait before
+            # __init__ has built the readers)
+            return MetricsView(self._runs, list(self.run_ids), self._lock, lambda run_id: self._readers.load(run_id))
 
     def get_state(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         previous = getattr(self._local, "serializing", False)

@@ -83,13 +83,13 @@ def test_callback_rows_are_read_back_in_batches_and_views_update_on_their_own(
     dash = dashboards(output_dir=tmp_path, run_id="run")
     tap = CommTap(dash, view=True)
     polled_on: list[int] = []
-    poll = dash._poll
+    poll = dash._readers.poll
 
     def recording_poll(*args, **kwargs):
         polled_on.append(threading.get_ident())
         return poll(*args, **kwargs)
 
-    dash._poll = recording_poll
+    dash._readers.poll = recording_poll
     callback = dash.callback()
     polled_on.clear()
     drive(callback, trainer_args, [GRPO] * 12)

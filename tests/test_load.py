@@ -115,7 +115,7 @@ def test_eight_threads_adding_at_once_with_a_displayed_view_and_auto_refresh(tmp
 
     # memory bounded: nothing queued per record once the views are up to date, and RSS grew by about the data
     assert dash._channel._points == {} and dash._channel._alerts == []
-    for tail_file in dash._stores["load"]._files.values():
+    for tail_file in dash._readers.stores["load"]._files.values():
         assert tail_file._delivered == [] and tail_file._unwritten == [] and tail_file._problems == []
     grew = rss_after - rss_before
     assert grew < 400, f"RSS grew by {grew:.0f} MB for {total} records"

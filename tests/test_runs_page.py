@@ -11,7 +11,8 @@ import math
 import pandas as pd
 
 from rldk_widget import RLDKDashboard
-from rldk_widget.dashboard import LOAD_ALL_RUNS, RUNS_TABLE_ROWS
+from rldk_widget.dashboard import RUNS_TABLE_ROWS
+from rldk_widget.run_readers import LOAD_ALL_RUNS
 from rldk_widget.runs_payload import table_page
 from rldk_widget.store import RunStore
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .alerts import AlertMonitor, AlertRules
+from .alerts import RULE_TYPES, AlertMonitor, AlertRules
 from .series import RunSeries
 from .worker import KeyedWorker
 
@@ -57,6 +57,8 @@ class HealthChecks:
         self._generations: dict[str, int] = {}
         self._recorded: set[str] = set()
         self._worker = KeyedWorker(self._check, "rldk-health")
+        self._all_disabled = rules is not None and set(RULE_TYPES) <= rules.disabled
+        """`AlertRules(disabled=set(RULE_TYPES))`: no check runs (and no thread starts)."""
 
     def recorded_by_callback(self, run_id: str) -> None:
         """The run has alerts of its own: never check it (and forget what was computed for it)."""
@@ -70,7 +72,7 @@ class HealthChecks:
         self._generations[run_id] = self._generations.get(run_id, 0) + 1
 
     def touch(self, run_id: str) -> None:
-        if run_id not in self._recorded:
+        if run_id not in self._recorded and not self._all_disabled:
             self._worker.touch(run_id)
 
     def drain(self) -> None:

@@ -171,3 +171,19 @@ def test_records_for_the_rules_are_the_same_by_columns_and_by_merge():
     # one series without a point at step 2: merged by step, that record lacks it
     merged = _records({**fresh, "loss": (np.array([1.0, 2.5, 4.0]), np.array([5.0, 3.0, 2.0]))}, "grpo")
     assert str(merged[0]) == str(expected[0]) and "loss" not in merged[1] and str(merged[2]) == str(expected[2])
+
+
+def test_with_every_rule_disabled_no_check_runs(tmp_path):
+    import threading
+
+    from rldk_widget.alerts import RULE_TYPES
+
+    dash = RLDKDashboard(output_dir=tmp_path, run_id="quiet", auto_refresh=False,
+                         alert_rules=AlertRules(disabled=set(RULE_TYPES)))
+    try:
+        dash.add_metrics([{"step": s, "loss": math.nan, "grad_norm": math.nan} for s in range(30)])
+        dash.flush()
+        assert dash.alerts == []
+        assert "rldk-health" not in {t.name for t in threading.enumerate()}
+    finally:
+        dash.close()

@@ -230,6 +230,7 @@ class RLDKDashboard(anywidget.AnyWidget):
             self._send_snapshot(replace=True)
         if auto_refresh:
             self.enable_auto_refresh(refresh_interval)
+        self._health.start()  # the loaded runs' checks, after the load they would slow down
 
     def _summarise_loaded(self) -> None:
         """While loading, reads compute no points: summarise the loaded runs' columns once instead."""

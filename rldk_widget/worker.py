@@ -1,5 +1,6 @@
 """KeyedWorker: a background thread that handles keys (run ids) marked as pending, each once however often it was
-marked, and that a reader can drain on its own thread when it must see everything handled."""
+marked, and that a reader can drain on its own thread when it must see everything handled. A long pass on the
+worker may pause (`may_pause`) so that it does not hold the GIL against the training thread for seconds."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ class KeyedWorker:
         self._wake = threading.Event()
         self._closed = False
         self._thread: threading.Thread | None = None
+        self._waiting = 0  # callers blocked in drain() on the worker's pass
 
     def touch(self, key: Hashable) -> None:
         """Handle `key` soon (once, however often it is touched before)."""
@@ -35,13 +37,25 @@ class KeyedWorker:
 
     def drain(self) -> None:
         """Handle everything pending now, on the calling thread (after a pass of the worker under way)."""
-        with self._working:
+        with self._lock:
+            self._waiting += 1
+        self._working.acquire()
+        try:
+            with self._lock:
+                self._waiting -= 1
             while True:
                 with self._lock:
                     if not self._pending or self._closed:
                         return
                     key = self._pending.pop()
                 self._handle(key)
+        finally:
+            self._working.release()
+
+    def may_pause(self) -> bool:
+        """True on the worker's own pass while no caller waits for it in drain(): a long pass may pause there to
+        let other threads take the GIL (a caller's pass, or one a caller waits for, goes on at full speed)."""
+        return threading.current_thread() is self._thread and not self._waiting
 
     @property
     def closed(self) -> bool:

@@ -31,7 +31,7 @@ _SKIPPED = ("ppo:", "ckpt:")
 
 Report = Callable[[str, list[dict[str, Any]]], None]
 
-PAUSE_AFTER = 1000
+PAUSE_AFTER = 5000
 PAUSE_EVERY = 20
 PAUSE_S = 0.0001
 """On the worker, a check of more than PAUSE_AFTER records (a large run just read: seconds of rules) pauses this

@@ -577,7 +577,8 @@ class RLDKDashboard(anywidget.AnyWidget):
 
         self._catch_up()
         with self._lock:
-            return build_figure(self._runs, list(self.run_ids), metrics or list(self.default_charts), list(self._alerts))
+            return build_figure(self._runs, list(self.run_ids), metrics or list(self.default_charts), list(self._alerts),
+                                colour_slots=dict(self.run_colors))
 
     def save_html(self, path: str | os.PathLike[str], max_points: int = HTML_POINT_BUDGET) -> Path:
         """Write one self-contained HTML file (front-end bundle and data inline, no network needed) that shows

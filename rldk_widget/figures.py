@@ -10,19 +10,22 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .run_colors import colour_slots as run_colour_slots
 from .series import RunSeries
 
 DEFAULT_CHARTS = ("reward_mean", "kl_mean", "loss", "entropy_mean", "grad_norm", "learning_rate")
 RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#17becf", "#e377c2", "#8c564b", "#bcbd22",
                "#7f7f7f")
-"""The live view's palette (js/src/charts.ts)."""
+"""The live view's palette (js/src/colors.ts)."""
 SEVERITY_COLOURS = {"info": "#0288d1", "warning": "#e07000", "critical": "#d32f2f"}
 
 
 def build_figure(
-    runs: Mapping[str, RunSeries], run_order: list[str], metrics: list[str], alerts: Sequence[Mapping[str, Any]] = ()
+    runs: Mapping[str, RunSeries], run_order: list[str], metrics: list[str], alerts: Sequence[Mapping[str, Any]] = (),
+    colour_slots: Mapping[str, int] | None = None,
 ) -> go.Figure:
-    """One subplot per metric (the given ones, else the defaults present), one coloured trace per run;
+    """One subplot per metric (the given ones, else the defaults present), one coloured trace per run (its palette
+    slot from `colour_slots`, the `run_colors` trait, as in the live view; run_colors.py for the others);
     reward_mean gets a ±reward_std band like the live view; alerts about a charted metric are markers at their
     step, coloured by severity, as in the live view."""
     present = {name for run in runs.values() for name in run.columns}
@@ -30,16 +33,17 @@ def build_figure(
         n for n in present if ":" not in n and n != "timestamp"
     )[:6]
     order = [r for r in run_order if r in runs] + [r for r in runs if r not in run_order]
+    slots = run_colour_slots(colour_slots or {}, order)
     columns = 2 if len(chosen) > 1 else 1
     rows = max(1, -(-len(chosen) // columns))
     figure = make_subplots(rows=rows, cols=columns, subplot_titles=chosen or ["no metrics yet"])
     for index, metric in enumerate(chosen):
         row, col = index // columns + 1, index % columns + 1
-        for run_index, run_id in enumerate(order):
+        for run_id in order:
             column = runs[run_id].columns.get(metric)
             if column is None:
                 continue
-            colour = RUN_COLOURS[run_index % len(RUN_COLOURS)]
+            colour = RUN_COLOURS[slots[run_id] % len(RUN_COLOURS)]
             x = np.frombuffer(column[0], dtype="f8")
             y = np.frombuffer(column[1], dtype="f8")
             if metric == "reward_mean" and "reward_std" in runs[run_id].columns:

@@ -163,6 +163,10 @@ def test_deselecting_a_run_leaves_the_others_colours_everywhere(tmp_path):
         picture = dash._picture_data()  # the saved notebook's picture: the selected runs in the same colours
         assert {run.run_id: run.colour for run in picture.runs} == {ids[2]: PALETTE[2], ids[3]: PALETTE[3],
                                                                      ids[1]: PALETTE[0]}
+        traces = {t.name: t.line.color for t in dash.figure(["m0"]).data}  # the plotly export: the same colours
+        assert {run: traces[run] for run in (ids[2], ids[3], ids[1])} == {ids[2]: PALETTE[2], ids[3]: PALETTE[3],
+                                                                          ids[1]: PALETTE[0]}
+        assert traces[ids[0]] == PALETTE[1], "an unselected run takes the lowest free slot"
         unslotted = StaticData.collect(dash._runs, ["run003"], colour_slots={"run003": 0})
         assert [run.colour for run in unslotted.runs] == [PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[3]]
     finally:

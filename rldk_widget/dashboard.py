@@ -217,13 +217,14 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._route.open(self.comm)
         self.on_msg(self._on_view_message)
         self._cell_end_hook = register_post_run_cell(self, RLDKDashboard._refresh_saved_state)
-        self.update_data()  # what the folder holds goes to the views as one bounded snapshot, not as deltas
-        self._summarise_loaded()
-        if not self._selection_explicit:
-            self._select_default()  # now that the records are in: the newest runs
-            for run_id in self.selected:  # a large sweep's newest runs that were not read yet
-                self._readers.load(run_id)
+        with self.hold_sync():  # the load's run ids, infos and selection go out once, not once per run found
+            self.update_data()  # what the folder holds goes to the views as one bounded snapshot, not as deltas
             self._summarise_loaded()
+            if not self._selection_explicit:
+                self._select_default()  # now that the records are in: the newest runs
+                for run_id in self.selected:  # a large sweep's newest runs that were not read yet
+                    self._readers.load(run_id)
+                self._summarise_loaded()
         self._loading = False
         self._refresh_runs_table(force=True)  # with the summaries the load just completed
         if self._changed_since_snapshot:
@@ -699,7 +700,7 @@ class RLDKDashboard(anywidget.AnyWidget):
 
     def _recency(self, run_id: str) -> float:
         """When the run last logged (its newest timestamp); a run with no records yet is a new one: the newest."""
-        if self._sweep is not None and run_id in self._sweep.runs:  # read or not: the run's summary knows
+        if self._sweep is not None and self._sweep.knows(run_id):  # read or not: the run's summary knows
             activity = self._sweep.summary(run_id).last_activity
             if activity is not None:
                 return activity
@@ -775,7 +776,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         if run is None:
             run = self._runs[run_id] = RunSeries()
             self.run_ids = [*self.run_ids, run_id]
-            if not self._selection_explicit:
+            if not self._selection_explicit and not self._loading:  # a load selects once, when it is done
                 self._select_default()
         return run
 

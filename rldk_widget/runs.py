@@ -307,6 +307,10 @@ class Sweep:
     def summary(self, run_id: str) -> RunSummary:
         return self._runs[run_id].summary
 
+    def knows(self, run_id: str) -> bool:
+        """The run is one of this sweep's (read or not); `runs` builds the whole mapping."""
+        return run_id in self._runs
+
     def problems(self) -> dict[str, list[str]]:
         """Problems by run id ("" for discovery), as the status line or a load report shows them."""
         out = {"": list(self.scan_problems)} if self.scan_problems else {}

@@ -171,3 +171,28 @@ def test_deselecting_a_run_leaves_the_others_colours_everywhere(tmp_path):
         assert [run.colour for run in unslotted.runs] == [PALETTE[0], PALETTE[1], PALETTE[2], PALETTE[3]]
     finally:
         dash.close()
+
+
+def test_a_sweep_s_load_syncs_its_runs_once_not_once_per_run(tmp_path, monkeypatch):
+    """Found by benchmarks/sweep.py: each run found re-sorted every run for the default selection and re-sent
+    run_ids and info (9 s of a 500-run sweep's 10 s warm first display)."""
+    ids = sweep(tmp_path, 40, steps=5)
+    sent: list[object] = []
+    original = RLDKDashboard.send_state
+
+    def counting(self, key=None):
+        sent.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(RLDKDashboard, "send_state", counting)
+    selections = []
+    monkeypatch.setattr(RLDKDashboard, "_select_default",
+                        lambda self, _f=RLDKDashboard._select_default: (selections.append(1), _f(self))[1])
+    dash = RLDKDashboard.from_dir(tmp_path, auto_refresh=False)
+    try:
+        with_run_ids = [key for key in sent if key is None or "run_ids" in key]
+        assert len(with_run_ids) <= 2, with_run_ids
+        assert len(selections) == 1
+        assert dash.run_ids == ids and len(dash.selected) == 10
+    finally:
+        dash.close()

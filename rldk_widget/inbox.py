@@ -112,6 +112,8 @@ class EventInbox:
             if self._closed.wait(look):
                 return
             with self._pending_lock:
+                if self._closed.is_set():  # closed on the way here: close()'s wake-up would be cleared below
+                    return
                 if not self._pending:
                     self._wake.clear()  # a put from now on wakes this thread again
                     continue

@@ -154,3 +154,26 @@ def test_delta_channel_sends_from_the_pushing_thread_while_points_come_and_the_f
         assert [thread == caller for thread, _ in sent[len(sent_at):]] == [False]
     finally:
         channel.close()
+
+
+def test_close_while_the_worker_is_on_its_way_to_the_queue_ends_the_worker():
+    """close() sets the closed flag and wakes the worker; a worker that took the queue's lock right after must end,
+    not clear that wake-up and sleep for a minute (seen as an rldk thread outliving its dashboard)."""
+
+    class Owner:
+        def handle(self, items):
+            pass
+
+    owner = Owner()
+    inbox = EventInbox(owner.handle, name="rldk-test-inbox", coalesce_s=10.0, tail_look_s=0.05, quiet_s=10.0)
+    inbox.put(1)  # the first put is due: handled on this thread
+    inbox.put(2)  # not due: starts the worker and wakes it
+    with inbox._pending_lock:  # the worker passes its closed check, then waits here for the lock
+        time.sleep(0.3)
+        inbox._pending.clear()
+        inbox._closed.set()  # what close() does under this lock, then the wake-up it sends after
+        inbox._wake.set()
+        thread = inbox._thread
+    assert thread is not None
+    thread.join(timeout=3)
+    assert not thread.is_alive(), "the worker cleared close()'s wake-up and went back to sleep"

@@ -10,13 +10,11 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from .run_colors import PALETTE
 from .run_colors import colour_slots as run_colour_slots
 from .series import RunSeries
 
 DEFAULT_CHARTS = ("reward_mean", "kl_mean", "loss", "entropy_mean", "grad_norm", "learning_rate")
-RUN_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#17becf", "#e377c2", "#8c564b", "#bcbd22",
-               "#7f7f7f")
-"""The live view's palette (js/src/colors.ts)."""
 SEVERITY_COLOURS = {"info": "#0288d1", "warning": "#e07000", "critical": "#d32f2f"}
 
 
@@ -43,7 +41,7 @@ def build_figure(
             column = runs[run_id].columns.get(metric)
             if column is None:
                 continue
-            colour = RUN_COLOURS[slots[run_id] % len(RUN_COLOURS)]
+            colour = PALETTE[slots[run_id] % len(PALETTE)]
             x = np.frombuffer(column[0], dtype="f8")
             y = np.frombuffer(column[1], dtype="f8")
             if metric == "reward_mean" and "reward_std" in runs[run_id].columns:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#7f7f7f")
+"""js/src/colors.ts PALETTE: a run's colour is PALETTE[slot % 10] (the live view, the saved picture, figure())."""
+
 
 def colour_slots(previous: Mapping[str, int], selected: Sequence[str]) -> dict[str, int]:
     """Slots for `selected` (in its order): each run's previous slot where it had one, the lowest free slot

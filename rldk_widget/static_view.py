@@ -37,11 +37,10 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from .run_colors import PALETTE
 from .run_colors import colour_slots as run_colour_slots
 from .series import RunSeries, decimate
 
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728", "#17becf", "#e377c2", "#8c564b", "#bcbd22", "#7f7f7f")
-"""js/src/colors.ts PALETTE: a run gets PALETTE[slot % 10], its slot from the `run_colors` trait (else its place)."""
 SMOOTHING = 0.6
 """js/src/view.ts DEFAULT_SMOOTHING."""
 MAX_RUNS = 10

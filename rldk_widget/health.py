@@ -66,8 +66,8 @@ class HealthChecks:
         self._recorded: set[str] = set()
         self._worker = KeyedWorker(self._check, "rldk-health")
         self._all_disabled = rules is not None and set(RULE_TYPES) <= rules.disabled
-        self._held: set[str] | None = set()  # runs touched before `start`
         """`AlertRules(disabled=set(RULE_TYPES))`: no check runs (and no thread starts)."""
+        self._held: set[str] | None = set()  # runs touched before `start`
 
     def recorded_by_callback(self, run_id: str) -> None:
         """The run has alerts of its own: never check it (and forget what was computed for it)."""
@@ -127,21 +127,30 @@ class HealthChecks:
         logged_at = fresh.pop("timestamp", None)
         if not fresh:
             return
-        when = dict(zip(*logged_at)) if logged_at is not None else {}
         alerts: list[dict[str, Any]] = []
         now = time.time()
         for count, record in enumerate(_records(fresh, check.kind), 1):
             if count > PAUSE_AFTER and count % PAUSE_EVERY == 0 and self._worker.may_pause():
                 time.sleep(PAUSE_S)  # a long backlog (a large run just read) must not starve the other threads
             for alert in check.monitor.observe(record):
-                # when the step that raised it was logged (a finished run's alerts are not all "now")
-                at = when.get(float(alert["step"]), now) if isinstance(alert.get("step"), (int, float)) else now
-                alerts.append({**alert, "run_id": run_id, "timestamp": at if math.isfinite(at) else now,
+                alerts.append({**alert, "run_id": run_id, "timestamp": _logged_at(logged_at, alert.get("step"), now),
                                "computed": True})
         if alerts:
             with self._lock:
                 if self._generations.get(run_id, 0) == generation and run_id not in self._recorded:
                     self._report(run_id, alerts)
+
+
+def _logged_at(timestamps: tuple[np.ndarray, np.ndarray] | None, step: Any, default: float) -> float:
+    """When `step` was logged (its `timestamp` point among the new ones), else `default`: a finished run's computed
+    alerts are not all "now"."""
+    if timestamps is None or isinstance(step, bool) or not isinstance(step, (int, float)):
+        return default
+    xs, ys = timestamps
+    hits = np.flatnonzero(xs == step)  # steps need not be in order; the last record of the step wins
+    if hits.size and math.isfinite(ys[hits[-1]]):
+        return float(ys[hits[-1]])
+    return default
 
 
 def _kind_from_names(names: Any) -> str | None:

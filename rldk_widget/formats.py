@@ -31,6 +31,8 @@ gives a float); looking only after a colon keeps long float fractions (0.000123â
 _LINE_STARTING_A_RECORD = re.compile(r"\n[ \t\r]*(?=\{)")
 """After damage, a record may start again at the first `{` on the damaged line or at a line that starts with `{`
 (one record per line is how run files are written; pretty-printed files start each record on a line too)."""
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+"""A complete JSON string (escapes included)."""
 _NESTING_SKIP = 900
 """Braces to step over after a value nested deeper than the parser's recursion limit (about 1000): fewer would
 fail the same way again, at a cost of ~1000 levels each time."""
@@ -158,10 +160,14 @@ def _parse_fast(chunk: bytes, start: int, end: int, final: bool, out: ArrayChunk
 
 def _parse_tolerantly(chunk: bytes, start: int, end: int, final: bool, out: ArrayChunk, name: str) -> None:
     """Value by value; damage is skipped to the next record start, an incomplete value at the end is left. A
-    bracket anywhere but at the very end is damage too, stepped over like a separator."""
+    bracket anywhere but at the very end is damage too, stepped over like a separator. A final chunk's last line
+    that does not end with the array's `]` may be a write in progress: what fails to parse on it is left whole for
+    the next read (`torn`), never stepped over."""
     text = chunk[start:end].decode("utf-8", "surrogateescape")
     length = len(text)
     closing = len(text.rstrip(" \t\r\n")) - 1  # where a final `]` would be
+    last_line = text.rfind("\n") + 1
+    open_tail: bool | None = None if final else False  # the last line may be a write in progress (worked out once)
     position = 0
     last_end = 0
     damaged = 0
@@ -180,6 +186,14 @@ def _parse_tolerantly(chunk: bytes, start: int, end: int, final: bool, out: Arra
         try:
             value, after = _DECODER.raw_decode(text, position)
         except (ValueError, RecursionError) as err:
+            if open_tail is None and position >= last_line:
+                open_tail = not _closes_the_array(text[last_line:])
+            if open_tail and position >= last_line:
+                # the file's unterminated last line: a write still in progress (or a killed writer's) that ends
+                # there, not damage to step over; resyncing at a `{` inside it would read a nested object as a
+                # record and move past the start of a record that the next read finds whole
+                torn = True
+                break
             # nested too deep: the next braces are nested as deep, so try again past as many as the parser took
             skip = _NESTING_SKIP if isinstance(err, RecursionError) else 1
             resume = _next_record_start(text, position, skip)
@@ -199,6 +213,15 @@ def _parse_tolerantly(chunk: bytes, start: int, end: int, final: bool, out: Arra
         out.problems.append(f"{name}: skipped {damaged} damaged part(s) between records (complete records kept)")
     if torn and final:
         out.problems.append(f"{name}: incomplete last record ignored (writer interrupted?)")
+
+
+def _closes_the_array(line: str) -> bool:
+    """Whether a file's unterminated last line ends as a complete file does: outside any string, with the array's
+    own `]` (the line closes more brackets than it opens). A torn write ends inside a string or an object."""
+    bare = _JSON_STRING.sub("", line).rstrip(" \t\r\n")
+    if '"' in bare or not bare.endswith("]"):
+        return False
+    return bare.count("{") + bare.count("[") < bare.count("}") + bare.count("]")
 
 
 def _next_record_start(text: str, failed_at: int, skip: int = 1) -> int | None:
@@ -245,13 +268,19 @@ class CsvChunk:
 
 def parse_csv_chunk(chunk: bytes, final: bool, width: int | None) -> CsvChunk:
     """Complete lines of a CSV chunk as rows of cells (a BOM at the start removed by the caller); `width` is the
-    header's number of cells when known. An incomplete last line is left for later (`torn` in a final chunk)."""
+    header's number of cells when known. An incomplete last line is left for later (`torn` in a final chunk), and so
+    is a row whose quoted cell is still open where the complete lines end (the rest of a multi-line cell that a
+    writer has not written yet, or that lies past the chunk)."""
     complete = chunk.rfind(b"\n") + 1
     out = CsvChunk(consumed=complete, torn=final and chunk[complete:].strip(WHITESPACE) != b"")
-    lines = chunk[:complete].decode("utf-8", "replace").split("\n")
+    raw_lines = chunk[:complete].split(b"\n")[:-1]
+    lines = [part.decode("utf-8", "replace") for part in raw_lines]
     index = 0
+    offset = 0
     while index < len(lines):
         line = lines[index].rstrip("\r")
+        start = offset
+        offset += len(raw_lines[index]) + 1
         index += 1
         if not line.strip():
             continue
@@ -259,24 +288,34 @@ def parse_csv_chunk(chunk: bytes, final: bool, width: int | None) -> CsvChunk:
             out.rows.append(line.split(","))
             width = width or len(out.rows[-1])
             continue
-        row, used = _quoted_row(lines, index - 1, width)
+        quoted = _quoted_row(lines, index - 1, width)
+        if quoted is None:
+            out.consumed, out.torn = start, final
+            break
+        row, used = quoted
+        offset += sum(len(part) + 1 for part in raw_lines[index : index + used - 1])
         index += used - 1
         out.rows.append(row)
         width = width or len(row)
     return out
 
 
-def _quoted_row(lines: list[str], first: int, width: int | None) -> tuple[list[str], int]:
-    """The row starting at `lines[first]`, joined with the following lines only when a quoted cell spans them."""
+def _quoted_row(lines: list[str], first: int, width: int | None) -> tuple[list[str], int] | None:
+    """The row starting at `lines[first]`, joined with the following lines only when a quoted cell spans them; None
+    when its quote is still open at the last line (the row goes on past what was read)."""
     line = lines[first].rstrip("\r")
     if line.count('"') % 2 and width:
-        for count in range(2, min(_MAX_JOINED_LINES, len(lines) - first) + 1):
+        available = len(lines) - first
+        for count in range(2, min(_MAX_JOINED_LINES, available) + 1):
             joined = "\n".join(part.rstrip("\r") for part in lines[first : first + count])
             if joined.count('"') % 2 == 0:
                 row = _csv_cells(joined)
                 if len(row) == width:
                     return row, count
                 break
+        else:
+            if available < _MAX_JOINED_LINES:
+                return None
     return _csv_cells(line), 1
 
 

@@ -493,7 +493,9 @@ class IndexedJsonArrayFile(JsonArrayFile):
 
     `head_until` (e.g. `b',"prompt":'`): for a reader that needs only the fields before the large ones, each whole line
     is parsed up to the last occurrence of these bytes (which, quotes inside strings being escaped, can only be a key)
-    and its record gets `_head: True`; a line where that does not parse is parsed whole."""
+    and its record gets `_head: True`; a line where that does not parse is parsed whole. The unterminated last line of
+    a final chunk (another writer's append in progress, torn where it ends) is parsed whole or left for the next
+    read: a `}` it happens to end with proves nothing."""
 
     def __init__(self, path: Path, follow: bool, fs: FileSystem = LOCAL, head_until: bytes | None = None) -> None:
         super().__init__(path, follow, fs)
@@ -523,6 +525,7 @@ class IndexedJsonArrayFile(JsonArrayFile):
         for line in chunk[position:end].split(b"\n"):
             line_start = position
             position += len(line) + 1
+            open_line = position > end  # a final chunk's unterminated last line: perhaps a write in progress
             body = line.strip(whitespace)
             if body[:1] == b",":
                 body = body[1:].lstrip(whitespace)
@@ -532,7 +535,7 @@ class IndexedJsonArrayFile(JsonArrayFile):
                 continue
             start = line_start + line.find(body[:1])
             whole = body[:1] == b"{" and body[-1:] == b"}"
-            if whole and self.head_until is not None:
+            if whole and self.head_until is not None and not open_line:
                 cut = body.rfind(self.head_until)
                 head = _loads_object(body[:cut] + b"}") if cut > 0 else None
                 if isinstance(head, dict):
@@ -543,7 +546,7 @@ class IndexedJsonArrayFile(JsonArrayFile):
                     consumed = start + len(body)
                     continue
             value = _loads_object(body) if whole else None
-            if value is None and whole:  # damage inside one line: keep what it holds, go on line by line
+            if value is None and whole and not open_line:  # damage inside a line: keep what it holds, go on
                 part = formats.parse_array_chunk(body, False, True, self.path.name)
                 for record in part.records:
                     record[RECORD_AT] = None

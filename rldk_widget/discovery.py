@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .folder_watch import FolderWatch
 from .fs import LOCAL, FileStat, FileSystem, LocalFileSystem, describe_error
 from .hf_state import STATE_FILE, trainer_state_run_id
 from .store import FILE_SUFFIXES, RUN_INFO_SUFFIX
@@ -160,6 +161,12 @@ class RunFinder:
         self._pass = 0
         self._last_locations: list[tuple[str, str, str | None]] | None = None
         self._id_problems: list[str] = []
+        self._settled: tuple[list[str], list[str], int, int] | None = None
+        """After a walk that met no problem but run ids': the sub-folders it saw, those problems, the number of
+        folders and the watch's pass when every folder was watched (else -1), for `_unchanged_scan`."""
+        self.watch: FolderWatch | None = None
+        """Change notifications for the folders walked (set by the Sweep on a local file system): a scan after
+        which no name appeared or went away in any of them costs nothing."""
 
     def folder_path(self, rel: str) -> str:
         return self.path if not rel else f"{self.path.rstrip('/')}/{rel}"
@@ -174,6 +181,11 @@ class RunFinder:
         begin_pass = getattr(self.fs, "begin_pass", None)
         if begin_pass is not None:
             begin_pass()  # a remote file system lists each folder again now, once for the whole pass
+        self._pass += 1
+        unchanged = self._unchanged_scan()
+        if unchanged is not None:
+            return unchanged
+        self._settled = None
         problems: list[str] = []
         visited: dict[Any, str] = {}
         seen: set[str] = set()
@@ -191,7 +203,6 @@ class RunFinder:
             problems.append(f"cannot read {self.path}: {describe_error(err)}")
             root_stat, unreadable = None, {""}
         pending: deque[tuple[str, int, FileStat | None]] = deque([("", 0, root_stat)] if root_stat is not None else [])
-        self._pass += 1
         period = max(1, math.ceil(len(self._folders) / FOLDER_CHECKS_PER_PASS))
         position = -1
         while pending:
@@ -252,11 +263,50 @@ class RunFinder:
         for rel in list(self._folders):
             if rel not in seen and not any(_under(rel, bad) for bad in unreadable):
                 del self._folders[rel]
+        walk_problems = len(problems)
         runs = self._assign_ids(locations, problems)
-        added = [ref for run_id, ref in runs.items() if self.runs.get(run_id) != ref]
-        removed = [ref for run_id, ref in self.runs.items() if runs.get(run_id) != ref]
+        if runs is self.runs:
+            added, removed = [], []
+        else:
+            added = [ref for run_id, ref in runs.items() if self.runs.get(run_id) != ref]
+            removed = [ref for run_id, ref in self.runs.items() if runs.get(run_id) != ref]
         self.runs = runs
+        watched_at, rewalk = -1, False
+        if self.watch is not None:
+            watched, rewalk = self.watch.watch_only({self.folder_path(rel) for rel in seen})
+            watched_at = self.watch.seq if watched else -1
+        if not walk_problems and root_stat is not None and not unreadable and not rewalk:
+            # (a folder watched only now is listed once more, under its watch, by the next scan)
+            self._settled = (sorted(seen - {""}), problems[walk_problems:], len(seen), watched_at)
         return ScanResult(runs, added, removed, problems, listed, len(seen))
+
+    def _unchanged_scan(self) -> ScanResult | None:
+        """The common pass: after a walk without problems, the runs found before — when the watch saw no name
+        appear or go away in any folder since (no system call at all), or else when the searched folder and the
+        folders whose turn it is (FOLDER_CHECKS_PER_PASS of them, as a walk would stat) are as they were listed.
+        None when anything differs: the walk then looks again."""
+        if self._settled is None:
+            return None
+        subfolders, id_problems, count, watched_at = self._settled
+        watch = self.watch
+        if watch is not None and watched_at >= 0 and watch.entries_seq <= watched_at and watch.lost_seq < watch.seq:
+            return ScanResult(self.runs, [], [], list(id_problems), 0, count)  # no listing changed since the walk
+        period = max(1, math.ceil(len(subfolders) / FOLDER_CHECKS_PER_PASS))
+        for rel in ["", *subfolders[self._pass % period :: period]]:
+            kept = self._folders.get(rel)
+            try:
+                info = self.fs.stat(self.folder_path(rel))
+            except OSError:
+                return None
+            if (
+                kept is None
+                or info.kind != "directory"
+                or kept.signature != (info.identity, info.mtime_ns)
+                or not info.mtime_ns
+                or kept.listed_at - info.mtime_ns / 1e9 < RACY_S
+            ):
+                return None
+        return ScanResult(self.runs, [], [], list(id_problems), 0, count)
 
     def _folder(self, rel: str, info: FileStat, problems: list[str]) -> tuple[_Folder | None, bool]:
         """The folder's listing and whether it is new: the one kept from before when the folder is unchanged, else

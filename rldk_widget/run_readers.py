@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from .discovery import RunRef
+from .folder_watch import FolderWatch
 from .fs import LOCAL, FileSystem
 from .health import CALLBACK_WRITER
 from .hf_state import TrainerStateReader
@@ -80,6 +81,9 @@ class RunReaders:
         self.refs: dict[str, RunRef] = {}
         """The runs discovered in the folder (or the one run asked for), in discovery order."""
         self._loaded: set[str] = set()
+        self._reading: list[str] = []
+        self._polled_at: dict[str, int] = {}  # run id -> the watch's pass when a pass last polled it
+        self._reading_key: tuple[int, int] = (0, 0)
         self.summaries: dict[str, RunSummary] = {}
         """Runs table summaries the dashboard feeds (the runs it reads: Sweep.adopt)."""
 
@@ -96,10 +100,14 @@ class RunReaders:
                 self._reading_failed(str(self._output_dir), err)
                 return False
             self._problems.note(str(self._output_dir), list(self._sweep.scan_problems), [])
-            for run_id, problems in self._sweep.problems().items():
-                if run_id and run_id not in self._loaded:  # a loaded run's own reads report its files
-                    self._problems.note(run_id, problems, [])
+            if update.problem_runs:
+                problems = self._sweep.problems()
+                for run_id in update.problem_runs:
+                    if run_id not in self._loaded:  # a loaded run's own reads report its files
+                        self._problems.note(run_id, problems.get(run_id, []), [])
             changed = bool(update.added or update.removed or update.changed)
+            if not (update.added or update.removed) and len(self.refs) >= len(self._sweep.runs):
+                return changed  # the runs are those of the last pass
             refs = self._sweep.runs
         for run_id, ref in refs.items():
             if run_id not in self.refs:
@@ -112,11 +120,31 @@ class RunReaders:
     def read_new(self, selected: list[str]) -> None:
         """A pass's reads (after `discover`): what every run to read gained, records a write error kept in memory
         written first. `selected`: the runs the charts show (a large sweep reads them, and the loaded runs)."""
+        watch = self._sweep.watch if self._sweep is not None else None
         for run_id in self._runs_to_read(selected):
             store = self.stores.get(run_id)
             if store is not None:
                 store.retry_unwritten()
+                if watch is not None and self._unchanged(run_id, store, watch):
+                    continue
             self.poll_safely(run_id)
+            if watch is not None:
+                self._polled_at[run_id] = watch.seq
+
+    def _unchanged(self, run_id: str, store: RunStore, watch: FolderWatch) -> bool:
+        """The watch tells that none of the run's files (nor its TRL completions folders) changed since its last
+        poll: a pass skips it. A run with records kept in memory after a write error is polled (to retry)."""
+        seen = self._polled_at.get(run_id)
+        if seen is None or store.write_errors or store.fs.remote:
+            return False
+        folder = str(store.output_dir)
+        if not watch.watch(folder, pin=True) or watch.changed_since(folder, store.file_names(), seen):
+            return False
+        for completions in self._samples.completions_dirs(run_id):
+            path = str(completions)
+            if not watch.watch(path, pin=True) or watch.changed_since(path, None, seen):
+                return False
+        return True
 
     def load(self, run_id: str) -> None:
         """Read a run the dashboard knows but has not read yet (a large sweep loads runs on demand)."""
@@ -237,7 +265,11 @@ class RunReaders:
         for run_id in fresh:
             self._loaded.add(run_id)
             self._adopt(run_id)
-        return [run for run in self._series if run in self._loaded or run in self.stores]
+        key = (len(self._series), len(self._loaded))  # both only grow (a store's run is loaded too)
+        if key != self._reading_key:
+            self._reading_key = key
+            self._reading = [run for run in self._series if run in self._loaded]
+        return self._reading
 
     def _hf_reader(self, run_id: str) -> TrainerStateReader:
         """A Hugging Face folder's reader (its trainer_state.json files), and its completions indexed."""

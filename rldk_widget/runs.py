@@ -17,6 +17,7 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from .discovery import (
@@ -30,6 +31,7 @@ from .discovery import (
     display_name,
     run_id_for,
 )
+from .folder_watch import FolderWatch, open_watch
 from .fs import LOCAL, FileSystem, LocalFileSystem
 from .hf_state import STATE_FILE, TrainerStateReader
 from .run_config import (
@@ -57,6 +59,8 @@ class SweepUpdate:
     """Runs whose files changed since the last refresh (their summary or configuration may differ)."""
     problems: list[str] = field(default_factory=list)
     """Problems met in this refresh (discovery's, and new ones of each run's files)."""
+    problem_runs: list[str] = field(default_factory=list)
+    """Runs whose files showed new problems in this refresh (`problems()` has them all)."""
 
 
 @dataclass
@@ -70,6 +74,8 @@ class _RunState:
     from_cache: bool = False
     config_signature: Any = None
     problems: list[str] = field(default_factory=list)
+    problems_noted: int = 0
+    """Problems ever added to `problems` (which keeps the newest MAX_PROBLEMS_PER_RUN)."""
 
 
 MAX_PROBLEMS_PER_RUN = 20
@@ -103,6 +109,10 @@ class Sweep:
             raise ValueError(f"stale_after must be a positive number of seconds, got {stale_after!r}")
         self.finder = RunFinder(path, fs, max_depth, max_folders)
         self.fs = fs
+        self.watch: FolderWatch | None = open_watch() if isinstance(fs, LocalFileSystem) else None
+        """Change notifications for the sweep's folders (Linux, local disks): a refresh reads the runs whose files
+        changed, and looks at the others (as without a watch) only every RECHECK_S."""
+        self.finder.watch = self.watch
         self.stale_after = float(stale_after)
         self.clock = clock
         self.cache_interval = cache_interval
@@ -114,6 +124,13 @@ class Sweep:
         self._cache_dirty = False
         self._cache_saved_at = -math.inf
         self._runs: dict[str, _RunState] = {}
+        self._refs: dict[str, RunRef] = {}
+        self._order: list[str] = []
+        self._owners: dict[tuple[str, str], str] = {}  # (folder, file name) -> run id, for a watch's events
+        self._unwatched: list[str] = []  # runs the watch cannot tell about: looked at in turns
+        self._unwatched_key: tuple[int, int] = (-1, -1)
+        self._unsigned: set[str] = set()
+        """Runs not polled yet since they were found or adopted (each refresh polls them, whoever's turn it is)."""
         self._adopted: set[str] = set()
         self._pass = 0
         self.scan_problems: list[str] = []
@@ -136,16 +153,21 @@ class Sweep:
             state.summary.touch(file_time)  # when its files last changed is no record the caller re-reads
             state.from_cache = False
             state.signature = None
+            self._unsigned.add(run_id)
         return state.summary
 
     @property
-    def runs(self) -> dict[str, RunRef]:
-        return {run_id: state.ref for run_id, state in self._runs.items()}
+    def runs(self) -> Mapping[str, RunRef]:
+        """The runs found, by run id (read-only; the same mapping until runs appear or go away)."""
+        return MappingProxyType(self._refs)
 
     def refresh(self, before_reading: Callable[[list[str]], None] | None = None) -> SweepUpdate:
         """Find runs that appeared or went away, read what changed in each run's files; never raises for what a
         file holds (problems are reported). `before_reading(added run ids)` runs between the two, so a caller can
         `adopt` the new runs it will read itself."""
+        watch = self.watch
+        if watch is not None:
+            watch.drain()
         scan = self.finder.scan()
         update = SweepUpdate(problems=list(scan.problems))
         self.scan_problems = list(scan.problems)
@@ -155,31 +177,70 @@ class Sweep:
             state = self._runs.pop(ref.run_id, None)
             if state is not None:
                 _close(state.reader)
+            self._unsigned.discard(ref.run_id)
             self._cache_dirty = True
             update.removed.append(ref.run_id)
         for ref in scan.added:
             self._runs[ref.run_id] = _RunState(ref)
+            self._unsigned.add(ref.run_id)
             update.added.append(ref.run_id)
-        self._runs = {run_id: self._runs[run_id] for run_id in scan.runs}
+        if scan.added or scan.removed or len(self._order) != len(scan.runs):
+            self._runs = {run_id: self._runs[run_id] for run_id in scan.runs}
+            self._refs = {run_id: state.ref for run_id, state in self._runs.items()}
+            self._order = list(self._runs)
+            self._owners = {
+                (ref.folder, f"{ref.file_stem}_{suffix}"): run_id
+                for run_id, ref in self._refs.items() if ref.source == "rldk" for suffix in RUN_SUFFIXES
+            }
         if before_reading is not None and update.added:
             before_reading(list(update.added))
         self._pass += 1
-        period = max(1, math.ceil(len(self._runs) / CHECKS_PER_PASS))
-        for position, (run_id, state) in enumerate(self._runs.items()):
-            if state.signature is not None and position % period != self._pass % period:
-                continue  # a large sweep looks at each still run every `period` passes, not at all of them each pass
-            before = len(state.problems)
+        if watch is None or watch.lost_seq == watch.seq:
+            due = self._in_turn(self._order)
+            if watch is not None:
+                watch.take_changed_files()
+        else:  # the runs whose files changed, and in turns those the watch cannot tell about
+            due = self._in_turn(self._runs_unwatched(watch))
+            owners = self._owners
+            changed = dict.fromkeys(owners[key] for key in watch.take_changed_files() if key in owners)
+            in_turn = set(due)
+            due += [run_id for run_id in changed if run_id not in in_turn]
+        if self._unsigned:
+            turn = set(due)
+            due += [run_id for run_id in self._order if run_id in self._unsigned and run_id not in turn]
+        for run_id in due:
+            state = self._runs[run_id]
+            before = state.problems_noted
             try:
                 changed = self._poll(state)
             except Exception as err:  # noqa: BLE001 - a reader bug must not stop the other runs
                 changed = False
                 self._note(state, [f"{state.ref.name}: reading failed ({type(err).__name__}: {err})"])
+            if state.signature is not None:
+                self._unsigned.discard(run_id)
             if changed:
                 update.changed.append(run_id)
-            update.problems.extend(state.problems[before:])
+            if state.problems_noted != before:
+                update.problems.extend(state.problems[-min(state.problems_noted - before, len(state.problems)):])
+                update.problem_runs.append(run_id)
         if self._cache_dirty and self.clock() - self._cache_saved_at >= self.cache_interval:
             self.save_cache()
         return update
+
+    def _in_turn(self, run_ids: list[str]) -> list[str]:
+        """A large sweep looks at each still run every `period` passes, not at all of them each pass."""
+        period = max(1, math.ceil(len(run_ids) / CHECKS_PER_PASS))
+        return run_ids[self._pass % period :: period]
+
+    def _runs_unwatched(self, watch: FolderWatch) -> list[str]:
+        """Runs the watch cannot tell about: Hugging Face folders (their checkpoints' state files are in folders of
+        their own) and runs in folders it does not watch; worked out again when runs or watched folders change."""
+        key = (len(self._order), watch.entries_seq)
+        if key != self._unwatched_key:
+            self._unwatched_key = key
+            self._unwatched = [run_id for run_id in self._order
+                               if self._refs[run_id].source != "rldk" or not watch.watched(self._refs[run_id].folder)]
+        return self._unwatched
 
     def _poll(self, state: _RunState) -> bool:
         signature = self._signature(state.ref)
@@ -301,6 +362,7 @@ class Sweep:
         for problem in problems:
             if problem not in state.problems:
                 state.problems.append(problem)
+                state.problems_noted += 1
         del state.problems[:-MAX_PROBLEMS_PER_RUN]
 
     # ---- what a table shows -----------------------------------------------------------------------------------
@@ -392,6 +454,9 @@ class Sweep:
         for state in self._runs.values():
             _close(state.reader)
             state.reader = None
+        if self.watch is not None:
+            self.watch.close()
+            self.watch = self.finder.watch = None
 
     def __enter__(self) -> "Sweep":
         return self

@@ -64,6 +64,12 @@ class SampleService:
                 index.add_completions_dir(completions_dir)
         self.touch(run_id)
 
+    def completions_dirs(self, run_id: str) -> list[Path]:
+        """The TRL completions folders indexed for the run (none for a run without samples)."""
+        with self._lock:
+            index = self._indexes.get(run_id)
+        return index.completions_dirs if index is not None else []
+
     def touch(self, run_id: str) -> None:
         """The run's sources may have grown: update its index soon (on the worker)."""
         with self._lock:

@@ -124,6 +124,10 @@ class RunStore:
     def path(self, kind: str) -> Path:
         return self._files[kind].path
 
+    def file_names(self) -> tuple[str, ...]:
+        """The names of the run's files in `output_dir`: its records' files and its run info."""
+        return (*(tail_file.path.name for tail_file in self._files.values()), self._info_path.name)
+
     def _check_writable(self) -> None:
         if self.fs.remote:
             raise ValueError(

@@ -120,17 +120,19 @@ def measure_layout(tmp: Path, cfg: dict, nested: bool) -> dict:
     return out
 
 
-def measure_single(tmp: Path, cfg: dict) -> dict:
-    """The same appends in a folder holding one run of the same length (the baseline for a pass's cost)."""
+def measure_single(tmp: Path, cfg: dict, first_step: int | None = None) -> dict:
+    """The same appends in a folder holding one run of the same length (the baseline for a pass's cost), from
+    `first_step` (default: right after the run's records)."""
     from rldk_widget import RLDKDashboard
     from rldk_widget.store import RunStore
 
     root = tmp / "single"
     make = c.RecordMaker(run_id="run000", seed=0)
-    c.write_metrics_file(root / "run000_metrics.json", cfg["steps"], make)
+    if not root.exists():
+        c.write_metrics_file(root / "run000_metrics.json", cfg["steps"], make)
     dash = RLDKDashboard.from_dir(root, auto_refresh=False)
     writer = RunStore(root, "run000")
-    step = cfg["steps"]
+    step = cfg["steps"] if first_step is None else first_step
     passes = []
     for _ in range(cfg["appends"]):
         writer.append_metrics(make(step))
@@ -142,6 +144,37 @@ def measure_single(tmp: Path, cfg: dict) -> dict:
     return {"append_pass": c.summary(passes)}
 
 
+def measure_polled(tmp: Path, cfg: dict) -> dict:
+    """The idle and appending passes again without change notifications (RLDK_WIDGET_NO_WATCH: how a network file
+    system, macOS or Windows is read — every pass stats its share of the runs' files), on the same folders."""
+    from rldk_widget import RLDKDashboard
+    from rldk_widget.store import RunStore
+
+    os.environ["RLDK_WIDGET_NO_WATCH"] = "1"
+    try:
+        out: dict = {}
+        for layout in ("flat", "nested"):
+            dash = RLDKDashboard.from_dir(tmp / layout, auto_refresh=False)
+            out[f"{layout}_idle_pass"] = c.summary(c.time_calls(dash.update_data, cfg["passes"]))
+            ref = dash._readers.refs[dash.selected[0]]
+            writer = RunStore(ref.folder, ref.file_stem)
+            make = c.RecordMaker(run_id=ref.file_stem, seed=9)
+            step = cfg["steps"] + cfg["appends"]
+            appending = []
+            for _ in range(cfg["appends"]):
+                writer.append_metrics(make(step))
+                step += 1
+                t = c.now()
+                dash.update_data()
+                appending.append(c.now() - t)
+            out[f"{layout}_append_pass"] = c.summary(appending)
+            dash.close()
+        out["single_append_pass"] = measure_single(tmp, cfg, first_step=cfg["steps"] + cfg["appends"])["append_pass"]
+        return out
+    finally:
+        os.environ.pop("RLDK_WIDGET_NO_WATCH", None)
+
+
 def main(argv: list[str] | None = None) -> None:
     args, cfg, started = c.start(__doc__, argv, FULL, QUICK)
     print(f"{NAME}: {'QUICK smoke run' if args.quick else 'full run'}; {cfg['runs']} runs × {cfg['steps']:,} steps; "
@@ -151,6 +184,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             layouts = [measure_layout(tmp, cfg, nested) for nested in (False, True)]
             single = measure_single(tmp, cfg)
+            polled = measure_polled(tmp, cfg)
         finally:
             if saved_cache is None:
                 os.environ.pop("RLDK_WIDGET_CACHE_DIR", None)
@@ -170,6 +204,11 @@ def main(argv: list[str] | None = None) -> None:
                   c.fmt_time(r["append_pass"]["median"]), c.fmt_bytes(r["state_bytes"]),
                   f"{r['rss_growth_mb']:.0f} MiB", c.fmt_time(r["runs_frame_s"]))
     table.add("one run alone", "-", "-", "-", "-", c.fmt_time(single["append_pass"]["median"]), "-", "-", "-")
+    for layout in ("flat", "nested"):
+        table.add(f"{layout}, polled", "-", "-", "-", c.fmt_time(polled[f"{layout}_idle_pass"]["median"]),
+                  c.fmt_time(polled[f"{layout}_append_pass"]["median"]), "-", "-", "-")
+    table.add("one run alone, polled", "-", "-", "-", "-", c.fmt_time(polled["single_append_pass"]["median"]), "-",
+              "-", "-")
     table.note("first display: RLDKDashboard.from_dir() returning, with discovery, every run's summary for the runs "
                "table, the default selection (the ten runs with the newest records) read and the bounded snapshot "
                "built; cold: no summary cache yet (every run's records are read once for its summary); warm: the "
@@ -177,6 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     table.note("full load: the same folder with every run's series read (to_dataframe()), what showing all runs costs.")
     table.note("one run appending: a writer appends one record to a selected run, then one update_data() pass; "
                "the same in a folder holding only that run is the baseline.")
+    table.note("polled: the same folders without change notifications (RLDK_WIDGET_NO_WATCH=1), as a network file "
+               "system, macOS or Windows is read: each pass stats the loaded runs' files and, in turns, 24 other runs'.")
 
     checks = c.Checks()
     for r in layouts:
@@ -185,7 +226,8 @@ def main(argv: list[str] | None = None) -> None:
         ratio = r["append_pass"]["median"] / single["append_pass"]["median"]
         checks.add(f"one run appending ÷ a one-run folder, {r['layout']}", ratio, TARGET_APPEND_RATIO, "ratio")
         checks.add(f"synced state (without the bundle), {r['layout']}", r["state_bytes"], TARGET_STATE_BYTES, "bytes")
-    c.write_results(NAME, args, [table], checks, {"layouts": layouts, "single": single, "config": cfg}, started)
+    c.write_results(NAME, args, [table], checks,
+                    {"layouts": layouts, "single": single, "polled": polled, "config": cfg}, started)
 
 
 if __name__ == "__main__":

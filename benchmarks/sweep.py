@@ -87,21 +87,7 @@ def measure_layout(tmp: Path, cfg: dict, nested: bool) -> dict:
     table = dash.runs()
     out["runs_frame_s"] = c.now() - t
     out["runs_frame_rows"] = len(table)
-    # one run appending while the others sit still: its own writer, then the dashboard's pass
-    from rldk_widget.store import RunStore
-
-    ref = dash._readers.refs[dash.selected[0]]
-    writer = RunStore(ref.folder, ref.file_stem)
-    make = c.RecordMaker(run_id=ref.file_stem, seed=9)
-    step = cfg["steps"]
-    appending = []
-    for _ in range(cfg["appends"]):
-        writer.append_metrics(make(step))
-        step += 1
-        t = c.now()
-        dash.update_data()
-        appending.append(c.now() - t)
-    out["append_pass"] = c.summary(appending)
+    out["append_pass"] = append_passes(dash, dash.selected[0], cfg["steps"], cfg["appends"])
     dash._sweep.save_cache()
     dash.close()
 
@@ -120,35 +106,42 @@ def measure_layout(tmp: Path, cfg: dict, nested: bool) -> dict:
     return out
 
 
+def append_passes(dash, run_id: str, first_step: int, count: int) -> dict:
+    """One run appending while the others sit still: its own writer appends a record, then one update_data() pass
+    (timed), `count` times."""
+    from rldk_widget.store import RunStore
+
+    ref = dash._readers.refs[run_id]
+    writer = RunStore(ref.folder, ref.file_stem)
+    make = c.RecordMaker(run_id=ref.file_stem, seed=9)
+    passes = []
+    for step in range(first_step, first_step + count):
+        writer.append_metrics(make(step))
+        t = c.now()
+        dash.update_data()
+        passes.append(c.now() - t)
+    return c.summary(passes)
+
+
 def measure_single(tmp: Path, cfg: dict, first_step: int | None = None) -> dict:
     """The same appends in a folder holding one run of the same length (the baseline for a pass's cost), from
     `first_step` (default: right after the run's records)."""
     from rldk_widget import RLDKDashboard
-    from rldk_widget.store import RunStore
 
     root = tmp / "single"
     make = c.RecordMaker(run_id="run000", seed=0)
     if not root.exists():
         c.write_metrics_file(root / "run000_metrics.json", cfg["steps"], make)
     dash = RLDKDashboard.from_dir(root, auto_refresh=False)
-    writer = RunStore(root, "run000")
-    step = cfg["steps"] if first_step is None else first_step
-    passes = []
-    for _ in range(cfg["appends"]):
-        writer.append_metrics(make(step))
-        step += 1
-        t = c.now()
-        dash.update_data()
-        passes.append(c.now() - t)
+    passes = append_passes(dash, "run000", cfg["steps"] if first_step is None else first_step, cfg["appends"])
     dash.close()
-    return {"append_pass": c.summary(passes)}
+    return {"append_pass": passes}
 
 
 def measure_polled(tmp: Path, cfg: dict) -> dict:
     """The idle and appending passes again without change notifications (RLDK_WIDGET_NO_WATCH: how a network file
     system, macOS or Windows is read — every pass stats its share of the runs' files), on the same folders."""
     from rldk_widget import RLDKDashboard
-    from rldk_widget.store import RunStore
 
     os.environ["RLDK_WIDGET_NO_WATCH"] = "1"
     try:
@@ -156,18 +149,8 @@ def measure_polled(tmp: Path, cfg: dict) -> dict:
         for layout in ("flat", "nested"):
             dash = RLDKDashboard.from_dir(tmp / layout, auto_refresh=False)
             out[f"{layout}_idle_pass"] = c.summary(c.time_calls(dash.update_data, cfg["passes"]))
-            ref = dash._readers.refs[dash.selected[0]]
-            writer = RunStore(ref.folder, ref.file_stem)
-            make = c.RecordMaker(run_id=ref.file_stem, seed=9)
-            step = cfg["steps"] + cfg["appends"]
-            appending = []
-            for _ in range(cfg["appends"]):
-                writer.append_metrics(make(step))
-                step += 1
-                t = c.now()
-                dash.update_data()
-                appending.append(c.now() - t)
-            out[f"{layout}_append_pass"] = c.summary(appending)
+            out[f"{layout}_append_pass"] = append_passes(dash, dash.selected[0], cfg["steps"] + cfg["appends"],
+                                                         cfg["appends"])
             dash.close()
         out["single_append_pass"] = measure_single(tmp, cfg, first_step=cfg["steps"] + cfg["appends"])["append_pass"]
         return out

@@ -283,15 +283,16 @@ class RunFinder:
     def _unchanged_scan(self) -> ScanResult | None:
         """The common pass: after a walk without problems, the runs found before — when the watch saw no name
         appear or go away in any folder since (no system call at all), or else when the searched folder and the
-        folders whose turn it is (FOLDER_CHECKS_PER_PASS of them, as a walk would stat) are as they were listed.
-        None when anything differs: the walk then looks again."""
+        folders whose turn it is (FOLDER_CHECKS_PER_PASS of them, as a walk would stat; every folder in the watch's
+        recheck) are as they were listed. None when anything differs: the walk then looks again."""
         if self._settled is None:
             return None
         subfolders, id_problems, count, watched_at = self._settled
         watch = self.watch
-        if watch is not None and watched_at >= 0 and watch.entries_seq <= watched_at and watch.lost_seq < watch.seq:
+        distrusted = watch is not None and watch.lost_seq == watch.seq  # the recheck: every folder, once
+        if watch is not None and watched_at >= 0 and watch.entries_seq <= watched_at and not distrusted:
             return ScanResult(self.runs, [], [], list(id_problems), 0, count)  # no listing changed since the walk
-        period = max(1, math.ceil(len(subfolders) / FOLDER_CHECKS_PER_PASS))
+        period = 1 if distrusted else max(1, math.ceil(len(subfolders) / FOLDER_CHECKS_PER_PASS))
         for rel in ["", *subfolders[self._pass % period :: period]]:
             kept = self._folders.get(rel)
             try:

@@ -9,7 +9,8 @@ an append has completed sees it — `update_data()` right after another process'
 Events are counted in passes: `drain()` starts pass `seq`; a reader notes `seq` when it reads a run, and later asks
 `changed_since(folder, names, seen)`. The answer is True (read it) whenever the watch cannot tell: the folder is
 not watched (not a local disk file system, a symbolic link among its entries, the watch limit reached), was watched
-only after `seen`, the event queue overflowed, or it is the periodic recheck (every RECHECK_S). Off Linux or
+only after `seen`, the event queue overflowed, or it is the periodic recheck (every RECHECK_S: a pass then
+looks at every run's files once, as if nothing had been watched). Off Linux or
 without inotify_simple, `open_watch()` returns None and readers stat their files each pass as before.
 """
 

@@ -111,7 +111,8 @@ class Sweep:
         self.fs = fs
         self.watch: FolderWatch | None = open_watch() if isinstance(fs, LocalFileSystem) else None
         """Change notifications for the sweep's folders (Linux, local disks): a refresh reads the runs whose files
-        changed, and looks at the others (as without a watch) only every RECHECK_S."""
+        changed (and those the watch cannot tell about in turns, as without a watch); every RECHECK_S one refresh
+        looks at every run's files."""
         self.finder.watch = self.watch
         self.stale_after = float(stale_after)
         self.clock = clock
@@ -195,10 +196,11 @@ class Sweep:
         if before_reading is not None and update.added:
             before_reading(list(update.added))
         self._pass += 1
-        if watch is None or watch.lost_seq == watch.seq:
+        if watch is None:
             due = self._in_turn(self._order)
-            if watch is not None:
-                watch.take_changed_files()
+        elif watch.lost_seq == watch.seq:  # the recheck (or lost events): every run's files, once
+            due = list(self._order)
+            watch.take_changed_files()
         else:  # the runs whose files changed, and in turns those the watch cannot tell about
             due = self._in_turn(self._runs_unwatched(watch))
             owners = self._owners

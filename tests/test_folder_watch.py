@@ -242,3 +242,28 @@ def test_a_dashboard_of_a_large_sweep_shows_an_append_at_the_next_update_data(tm
     append_in_another_process(tmp_path, other, 5)
     dash.update_data()
     assert dash.to_dataframe(run_id=other)["step"].max() == 5
+
+
+def test_the_recheck_reads_a_change_the_events_missed_and_looks_at_every_run_once(tmp_path, monkeypatch):
+    for i in range(60):
+        write_run(tmp_path / f"run{i:02d}", "r", 3)
+    sweep = settled_sweep(tmp_path)
+    try:
+        polls = PollCount(sweep, monkeypatch)
+        sweep.refresh()
+        assert polls.take() == []
+        run_id = next(rid for rid, ref in sweep.runs.items() if ref.rel == "run42")
+        write_run(tmp_path / "run42", "r", 2, start=3)
+        sweep.watch.drain()  # the events are taken by someone else: this sweep never sees them
+        sweep.watch.take_changed_files()
+        sweep.refresh()
+        assert polls.take() == [] and sweep.summary(run_id).step == 2  # missed (what the recheck is for)
+        sweep.watch.recheck_s = 0.0
+        update = sweep.refresh()
+        assert sorted(polls.take()) == sorted(sweep.runs) and update.changed == [run_id]
+        assert sweep.summary(run_id).step == 4
+        sweep.watch.recheck_s = 3600.0
+        sweep.refresh()
+        assert polls.take() == []
+    finally:
+        sweep.close()

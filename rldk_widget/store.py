@@ -120,13 +120,14 @@ class RunStore:
         for kind, suffix in CSV_KINDS.items():
             self._files[kind] = CsvFile(self.output_dir / f"{run_id}_{suffix}", follow, fs)
         self._files[SAMPLES_KIND] = IndexedJsonArrayFile(self.output_dir / f"{run_id}_{SAMPLES_SUFFIX}", follow, fs)
+        self._file_names = (*(tail_file.path.name for tail_file in self._files.values()), self._info_path.name)
 
     def path(self, kind: str) -> Path:
         return self._files[kind].path
 
     def file_names(self) -> tuple[str, ...]:
         """The names of the run's files in `output_dir`: its records' files and its run info."""
-        return (*(tail_file.path.name for tail_file in self._files.values()), self._info_path.name)
+        return self._file_names
 
     def _check_writable(self) -> None:
         if self.fs.remote:

@@ -33,6 +33,9 @@ LOCAL_FILE_SYSTEMS = frozenset({
 cifs, fuse.*, 9p, virtiofs, lustre, ...) are changed by other machines too, unseen: their folders are polled."""
 RECHECK_S = 30.0
 """Every this many seconds a pass takes nothing as unchanged (a net under the notifications' edge cases)."""
+MAX_NAMES = 100_000
+"""Changed names remembered at most (a folder where some program writes ever new temporary files); past this they
+are forgotten, and that pass takes nothing as unchanged."""
 
 _IN_MODIFY, _IN_ATTRIB, _IN_CLOSE_WRITE = 0x2, 0x4, 0x8
 _IN_MOVED_FROM, _IN_MOVED_TO, _IN_CREATE, _IN_DELETE = 0x40, 0x80, 0x100, 0x200
@@ -130,6 +133,9 @@ class FolderWatch:
             logger.warning("reading folder change events failed (%s): every run is read this pass", err)
             self.lost_seq = self.entries_seq = self.seq
             return
+        if len(self._file_seq) > MAX_NAMES:
+            self._file_seq.clear()
+            self.lost_seq = self.seq
         for event in events:
             if event.mask & _IN_Q_OVERFLOW:
                 self.lost_seq = self.entries_seq = self.seq

@@ -240,8 +240,11 @@ class Sweep:
         key = (len(self._order), watch.entries_seq)
         if key != self._unwatched_key:
             self._unwatched_key = key
+            before = set(self._unwatched)
             self._unwatched = [run_id for run_id in self._order
                                if self._refs[run_id].source != "rldk" or not watch.watched(self._refs[run_id].folder)]
+            # watched from now on: looked at once more, for what changed between its last turn and the watch
+            self._unsigned.update(before.difference(self._unwatched).intersection(self._runs))
         return self._unwatched
 
     def _poll(self, state: _RunState) -> bool:

@@ -59,6 +59,7 @@ class FolderWatch:
         self._wds: dict[int, str] = {}
         self._folders: dict[str, tuple[int, int]] = {}  # folder -> (watch descriptor, pass it was watched from)
         self._pinned: set[str] = set()
+        self._refused: dict[str, int] = {}  # folder -> the pass it could not be watched in
         self._file_seq: dict[tuple[str, str], int] = {}
         self._folder_seq: dict[str, int] = {}
         self._changed_files: list[tuple[str, str]] = []
@@ -79,16 +80,19 @@ class FolderWatch:
             if pin:
                 self._pinned.add(key)
             return True
+        if self._refused.get(key, -1) >= self.lost_seq:
+            return False  # refused since the last recheck: asked again then, not at every pass
         path = os.path.realpath(key)
-        if not self._local(path) or _holds_symlinks(path):
+        wd = None
+        if self._local(path) and not _holds_symlinks(path):
+            try:
+                wd = self._inotify.add_watch(path, _MASK)  # type: ignore[attr-defined]
+            except OSError as err:  # ENOSPC: the user's watch limit; EACCES, ENOENT, ENOTDIR
+                logger.debug("cannot watch %s: %s", path, err)
+        if wd is None or wd in self._wds:  # (the same folder by a second path: one descriptor, the first's name)
+            self._refused[key] = self.seq
             return False
-        try:
-            wd = self._inotify.add_watch(path, _MASK)  # type: ignore[attr-defined]
-        except OSError as err:  # ENOSPC: the user's watch limit; EACCES, ENOENT, ENOTDIR
-            logger.debug("cannot watch %s: %s", path, err)
-            return False
-        if wd in self._wds:  # the same folder by a second path: one descriptor, whose events name the first
-            return False
+        self._refused.pop(key, None)
         self._wds[wd] = key
         self._folders[key] = (wd, self.seq)
         if pin:
@@ -173,6 +177,7 @@ class FolderWatch:
     def close(self) -> None:
         self._folders.clear()
         self._pinned.clear()
+        self._refused.clear()
         self._wds.clear()
         try:
             self._inotify.close()  # type: ignore[attr-defined]

@@ -267,3 +267,21 @@ def test_the_recheck_reads_a_change_the_events_missed_and_looks_at_every_run_onc
         assert polls.take() == []
     finally:
         sweep.close()
+
+
+def test_a_folder_that_cannot_be_watched_is_asked_again_only_at_the_recheck(tmp_path, monkeypatch):
+    scans = []
+    holds = folder_watch._holds_symlinks
+    monkeypatch.setattr(folder_watch, "_holds_symlinks", lambda path: scans.append(path) or holds(path))
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (linked / "r_metrics.json").symlink_to(tmp_path / "elsewhere.json")
+    watch = FolderWatch(FakeINotify(), recheck_s=3600)
+    for _ in range(3):
+        watch.drain()
+        assert not watch.watch(linked)
+    assert len(scans) == 1  # a pass polls the folder's runs, without scanning it again
+    (linked / "r_metrics.json").unlink()
+    watch.recheck_s = 0.0
+    watch.drain()
+    assert watch.watch(linked) and len(scans) == 2

@@ -10,6 +10,7 @@ in the same process: the full load (every series read), and the one-run folder.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import os
@@ -21,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
 
 NAME = "sweep"
-FULL = dict(runs=500, steps=5_000, passes=20, appends=20)
+FULL = dict(runs=500, steps=5_000, passes=60, appends=60)
 QUICK = dict(runs=60, steps=300, passes=5, appends=5)
 
 TARGET_FIRST_DISPLAY_S = 3.0
@@ -87,7 +88,7 @@ def measure_layout(tmp: Path, cfg: dict, nested: bool) -> dict:
     table = dash.runs()
     out["runs_frame_s"] = c.now() - t
     out["runs_frame_rows"] = len(table)
-    out["append_pass"] = append_passes(dash, dash.selected[0], cfg["steps"], cfg["appends"])
+    out["append_pass"] = c.summary(append_passes(dash, dash.selected[0], cfg["steps"], cfg["appends"]))
     dash._sweep.save_cache()
     dash.close()
 
@@ -106,11 +107,15 @@ def measure_layout(tmp: Path, cfg: dict, nested: bool) -> dict:
     return out
 
 
-def append_passes(dash, run_id: str, first_step: int, count: int) -> dict:
+def append_passes(dash, run_id: str, first_step: int, count: int) -> list[float]:
     """One run appending while the others sit still: its own writer appends a record, then one update_data() pass
-    (timed), `count` times."""
+    (timed), `count` times; after the health checks of what was loaded are done and three passes, so that every row
+    is timed in the same steady state (a just-opened run's checks would compete for the GIL with the first ones)."""
     from rldk_widget.store import RunStore
 
+    dash._health.drain()
+    for _ in range(3):
+        dash.update_data()
     ref = dash._readers.refs[run_id]
     writer = RunStore(ref.folder, ref.file_stem)
     make = c.RecordMaker(run_id=ref.file_stem, seed=9)
@@ -120,42 +125,50 @@ def append_passes(dash, run_id: str, first_step: int, count: int) -> dict:
         t = c.now()
         dash.update_data()
         passes.append(c.now() - t)
-    return c.summary(passes)
+    return passes
 
 
-def measure_single(tmp: Path, cfg: dict, first_step: int | None = None) -> dict:
-    """The same appends in a folder holding one run of the same length (the baseline for a pass's cost), from
-    `first_step` (default: right after the run's records)."""
+@contextlib.contextmanager
+def change_notifications(on: bool):
+    """Without them (RLDK_WIDGET_NO_WATCH=1) a dashboard reads its folder as on a network file system, macOS or
+    Windows: every pass stats its share of the runs' files."""
+    if not on:
+        os.environ["RLDK_WIDGET_NO_WATCH"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("RLDK_WIDGET_NO_WATCH", None)
+
+
+def measure_single(tmp: Path, cfg: dict) -> dict:
+    """The baseline for a pass's cost: the same appends in a folder holding one run of the same length, with and
+    without change notifications, in the order A B B A (a mode's passes pooled)."""
     from rldk_widget import RLDKDashboard
 
     root = tmp / "single"
-    make = c.RecordMaker(run_id="run000", seed=0)
-    if not root.exists():
-        c.write_metrics_file(root / "run000_metrics.json", cfg["steps"], make)
-    dash = RLDKDashboard.from_dir(root, auto_refresh=False)
-    passes = append_passes(dash, "run000", cfg["steps"] if first_step is None else first_step, cfg["appends"])
-    dash.close()
-    return {"append_pass": passes}
+    c.write_metrics_file(root / "run000_metrics.json", cfg["steps"], c.RecordMaker(run_id="run000", seed=0))
+    passes: dict[bool, list[float]] = {True: [], False: []}
+    for turn, watched in enumerate((True, False, False, True)):
+        with change_notifications(watched):
+            dash = RLDKDashboard.from_dir(root, auto_refresh=False)
+            passes[watched] += append_passes(dash, "run000", cfg["steps"] + turn * cfg["appends"], cfg["appends"])
+            dash.close()
+    return {"append_pass": c.summary(passes[True]), "polled_append_pass": c.summary(passes[False])}
 
 
 def measure_polled(tmp: Path, cfg: dict) -> dict:
-    """The idle and appending passes again without change notifications (RLDK_WIDGET_NO_WATCH: how a network file
-    system, macOS or Windows is read — every pass stats its share of the runs' files), on the same folders."""
+    """The idle and appending passes of the sweep's folders again, without change notifications."""
     from rldk_widget import RLDKDashboard
 
-    os.environ["RLDK_WIDGET_NO_WATCH"] = "1"
-    try:
-        out: dict = {}
+    out: dict = {}
+    with change_notifications(False):
         for layout in ("flat", "nested"):
             dash = RLDKDashboard.from_dir(tmp / layout, auto_refresh=False)
             out[f"{layout}_idle_pass"] = c.summary(c.time_calls(dash.update_data, cfg["passes"]))
-            out[f"{layout}_append_pass"] = append_passes(dash, dash.selected[0], cfg["steps"] + cfg["appends"],
-                                                         cfg["appends"])
+            out[f"{layout}_append_pass"] = c.summary(
+                append_passes(dash, dash.selected[0], cfg["steps"] + cfg["appends"], cfg["appends"]))
             dash.close()
-        out["single_append_pass"] = measure_single(tmp, cfg, first_step=cfg["steps"] + cfg["appends"])["append_pass"]
-        return out
-    finally:
-        os.environ.pop("RLDK_WIDGET_NO_WATCH", None)
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,7 +203,7 @@ def main(argv: list[str] | None = None) -> None:
     for layout in ("flat", "nested"):
         table.add(f"{layout}, polled", "-", "-", "-", c.fmt_time(polled[f"{layout}_idle_pass"]["median"]),
                   c.fmt_time(polled[f"{layout}_append_pass"]["median"]), "-", "-", "-")
-    table.add("one run alone, polled", "-", "-", "-", "-", c.fmt_time(polled["single_append_pass"]["median"]), "-",
+    table.add("one run alone, polled", "-", "-", "-", "-", c.fmt_time(single["polled_append_pass"]["median"]), "-",
               "-", "-")
     table.note("first display: RLDKDashboard.from_dir() returning, with discovery, every run's summary for the runs "
                "table, the default selection (the ten runs with the newest records) read and the bounded snapshot "

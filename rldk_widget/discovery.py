@@ -121,6 +121,15 @@ class _Folder:
     stems: list[str]
     hf: bool
 
+    def is_current(self, info: FileStat) -> bool:
+        """The folder (stat'ed now as `info`) is as this listing found it: the same folder and modification time,
+        which was RACY_S older than the listing (else a change in the same clock tick could hide in it)."""
+        return (
+            self.signature == (info.identity, info.mtime_ns)
+            and bool(info.mtime_ns)
+            and self.listed_at - info.mtime_ns / 1e9 >= RACY_S
+        )
+
 
 @dataclass
 class ScanResult:
@@ -299,27 +308,15 @@ class RunFinder:
                 info = self.fs.stat(self.folder_path(rel))
             except OSError:
                 return None
-            if (
-                kept is None
-                or info.kind != "directory"
-                or kept.signature != (info.identity, info.mtime_ns)
-                or not info.mtime_ns
-                or kept.listed_at - info.mtime_ns / 1e9 < RACY_S
-            ):
+            if kept is None or info.kind != "directory" or not kept.is_current(info):
                 return None
         return ScanResult(self.runs, [], [], list(id_problems), 0, count)
 
     def _folder(self, rel: str, info: FileStat, problems: list[str]) -> tuple[_Folder | None, bool]:
         """The folder's listing and whether it is new: the one kept from before when the folder is unchanged, else
         a new one (None if it is gone or cannot be listed)."""
-        signature = (info.identity, info.mtime_ns)
         kept = self._folders.get(rel)
-        if (
-            kept is not None
-            and kept.signature == signature
-            and info.mtime_ns
-            and kept.listed_at - info.mtime_ns / 1e9 >= RACY_S
-        ):
+        if kept is not None and kept.is_current(info):
             return kept, False
         now = self.clock()
         try:
@@ -347,7 +344,7 @@ class RunFinder:
                 continue
             if name == STATE_FILE and entry.kind == "file":
                 hf = True
-        folder = _Folder(signature, now, entries, sorted(subfolders), sorted(stems), hf)
+        folder = _Folder((info.identity, info.mtime_ns), now, entries, sorted(subfolders), sorted(stems), hf)
         self._folders[rel] = folder
         return folder, True
 

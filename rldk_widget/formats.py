@@ -167,7 +167,7 @@ def _parse_tolerantly(chunk: bytes, start: int, end: int, final: bool, out: Arra
     length = len(text)
     closing = len(text.rstrip(" \t\r\n")) - 1  # where a final `]` would be
     last_line = text.rfind("\n") + 1
-    open_tail: bool | None = None if final else False  # the last line may be a write in progress (worked out once)
+    open_tail: bool | None = None  # a final chunk's last line may be a write in progress (worked out once)
     position = 0
     last_end = 0
     damaged = 0
@@ -186,14 +186,15 @@ def _parse_tolerantly(chunk: bytes, start: int, end: int, final: bool, out: Arra
         try:
             value, after = _DECODER.raw_decode(text, position)
         except (ValueError, RecursionError) as err:
-            if open_tail is None and position >= last_line:
-                open_tail = not _closes_the_array(text[last_line:])
-            if open_tail and position >= last_line:
-                # the file's unterminated last line: a write still in progress (or a killed writer's) that ends
-                # there, not damage to step over; resyncing at a `{` inside it would read a nested object as a
-                # record and move past the start of a record that the next read finds whole
-                torn = True
-                break
+            if final and position >= last_line:
+                if open_tail is None:
+                    open_tail = not _closes_the_array(text[last_line:])
+                if open_tail:
+                    # the file's unterminated last line: a write still in progress (or a killed writer's) that ends
+                    # there, not damage to step over; resyncing at a `{` inside it would read a nested object as a
+                    # record and move past the start of a record that the next read finds whole
+                    torn = True
+                    break
             # nested too deep: the next braces are nested as deep, so try again past as many as the parser took
             skip = _NESTING_SKIP if isinstance(err, RecursionError) else 1
             resume = _next_record_start(text, position, skip)

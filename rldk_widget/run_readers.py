@@ -128,7 +128,7 @@ class RunReaders:
                 if watch is not None and self._unchanged(run_id, store, watch):
                     continue
             self.poll_safely(run_id)
-            if watch is not None:
+            if watch is not None and run_id in self.stores:  # (the poll may have opened its store)
                 self._polled_at[run_id] = watch.seq
 
     def _unchanged(self, run_id: str, store: RunStore, watch: FolderWatch) -> bool:

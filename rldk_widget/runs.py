@@ -197,19 +197,16 @@ class Sweep:
             before_reading(list(update.added))
         self._pass += 1
         if watch is None:
-            due = self._in_turn(self._order)
+            due = dict.fromkeys(self._in_turn(self._order))
         elif watch.lost_seq == watch.seq:  # the recheck (or lost events): every run's files, once
-            due = list(self._order)
+            due = dict.fromkeys(self._order)
             watch.take_changed_files()
-        else:  # the runs whose files changed, and in turns those the watch cannot tell about
-            due = self._in_turn(self._runs_unwatched(watch))
+        else:  # in turns the runs the watch cannot tell about, and the runs whose files changed
+            due = dict.fromkeys(self._in_turn(self._runs_unwatched(watch)))
             owners = self._owners
-            changed = dict.fromkeys(owners[key] for key in watch.take_changed_files() if key in owners)
-            in_turn = set(due)
-            due += [run_id for run_id in changed if run_id not in in_turn]
+            due.update(dict.fromkeys(owners[key] for key in watch.take_changed_files() if key in owners))
         if self._unsigned:
-            turn = set(due)
-            due += [run_id for run_id in self._order if run_id in self._unsigned and run_id not in turn]
+            due.update(dict.fromkeys(run_id for run_id in self._order if run_id in self._unsigned))
         for run_id in due:
             state = self._runs[run_id]
             before = state.problems_noted

@@ -258,19 +258,26 @@ class RLDKDashboard(anywidget.AnyWidget):
         raises before anything is stored; a storage failure does not raise (the status line says it, the
         records are kept in memory and written once writing works)."""
         now = time.time()
+        if type(metrics) is dict:  # one step's metrics: the common case
+            record = metrics_record(metrics, self._writer_run_id, now)
+            self._append_metrics(record["run_id"], [(record, encode_or_raise(record))])
+            return
         encoded = []
-        for item in [metrics] if type(metrics) is dict else as_list(metrics, "metrics"):
+        for item in as_list(metrics, "metrics"):
             record = metrics_record(item, self._writer_run_id, now)
             encoded.append((record, encode_or_raise(record)))
-        by_run = {encoded[0][0]["run_id"]: encoded} if len(encoded) == 1 else group_by_run(encoded)
-        for run_id, pairs in by_run.items():
+        for run_id, pairs in group_by_run(encoded).items():
+            self._append_metrics(run_id, pairs)
+
+    def _append_metrics(self, run_id: str, pairs: list[tuple[dict[str, Any], bytes]]) -> None:
+        """Write one run's validated records, show a write error (or its end) at once, queue the read-back."""
+        with self._lock:
+            store = self._readers.writable_store(run_id)
+        store.append_encoded("metrics", pairs)
+        if store.write_errors or self.status.get("level") == "error":
             with self._lock:
-                store = self._readers.writable_store(run_id)
-            store.append_encoded("metrics", pairs)
-            if store.write_errors or self.status.get("level") == "error":
-                with self._lock:  # a write error shows at once (and so does its end)
-                    self._problems.note(run_id, [], store.write_errors)
-            self._appends.put(run_id)
+                self._problems.note(run_id, [], store.write_errors)
+        self._appends.put(run_id)
 
     def add_alert(self, alert: Mapping[str, Any]) -> None:
         """Append an alert: `type` and `message` (text), optional `step`, `severity` (info / warning /

@@ -44,10 +44,19 @@ def dumps_record(record: Mapping[str, Any]) -> bytes:
     """One record as JSON bytes. NaN/±Inf are written as the `NaN`/`Infinity` tokens Python's json module
     reads back (orjson would turn them into null and lose them). Raises TypeError/ValueError for what JSON
     cannot hold (a lone surrogate, an int beyond 64 bits)."""
-    for value in record.values():
-        if isinstance(value, float) and not math.isfinite(value):
-            return json.dumps(record, allow_nan=True, ensure_ascii=False, default=str).encode("utf-8")
-    return orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        line = orjson.dumps(record, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except TypeError:
+        if not _has_nonfinite(record):
+            raise
+    else:
+        if b"null" not in line or not _has_nonfinite(record):  # orjson writes NaN and ±Inf as null
+            return line
+    return json.dumps(record, allow_nan=True, ensure_ascii=False, default=str).encode("utf-8")
+
+
+def _has_nonfinite(record: Mapping[str, Any]) -> bool:
+    return any(isinstance(value, float) and not math.isfinite(value) for value in record.values())
 
 
 def _exact_int(token: str) -> int | float:

@@ -146,8 +146,58 @@ def split_mapping(
 
 def record_from_mapping(data: Mapping[str, Any]) -> dict[str, Any]:
     """`RLDKMetrics.from_dict(data).to_dict()` without the dataclass in between (add_metrics' path)."""
+    if type(data) is dict:
+        record = _plain_record(data)
+        if record is not None:
+            return record
     step, run_id, core, extra = split_mapping(data, stacklevel=5)
     return flat_record(step, run_id, core, extra)
+
+
+_LAYOUTS: dict[tuple[Any, ...], tuple[str, ...] | None] = {}
+_MAX_LAYOUTS = 1024
+
+
+def _plain_record(data: dict[Any, Any]) -> dict[str, Any] | None:
+    """`record_from_mapping` of a dict with an int step, a str run id (or none) and numbers under str keys, with its
+    key order worked out once per layout (a training loop logs the same keys every step); None for anything else,
+    which the general path validates (and warns about)."""
+    keys = tuple(data)
+    try:
+        order = _LAYOUTS[keys]
+    except KeyError:
+        if len(_LAYOUTS) >= _MAX_LAYOUTS:
+            _LAYOUTS.clear()
+        order = _LAYOUTS[keys] = _value_order(keys)
+    if order is None:
+        return None
+    step = data["step"]
+    if type(step) is not int or not 0 <= step <= MAX_STEP:
+        return None
+    out: dict[str, Any] = {"step": step}
+    run_id = data.get("run_id")
+    if run_id is not None:
+        if type(run_id) is not str:
+            return None
+        out["run_id"] = run_id
+    for key in order:
+        value = data[key]
+        if type(value) is not float:
+            value = as_number(value)
+            if value is None:
+                return None
+        out[key] = value
+    return out
+
+
+def _value_order(keys: tuple[Any, ...]) -> tuple[str, ...] | None:
+    """The value keys of a flat record in `flat_record`'s order (core fields in CORE_FLOAT_FIELDS order, then the
+    others as given); None when the keys need the general path (no step, a key that is not a str, an `extra`)."""
+    if "step" not in keys or "extra" in keys or not all(isinstance(key, str) for key in keys):
+        return None
+    present = set(keys)
+    core = [name for name in CORE_FLOAT_FIELDS if name in present]
+    return (*core, *(key for key in keys if key not in _CORE_KEYS and key not in _RESERVED))
 
 
 def flat_record(

@@ -49,7 +49,7 @@ def metrics_record(item: Any, default_run_id: str, now: float | None = None) -> 
             f"add_metrics expects RLDKMetrics, a mapping with a 'step' key, or a list of them; got {type(item).__name__}"
         )
     run_id = record.get("run_id")
-    record["run_id"] = validate_run_id(run_id) if run_id is not None else default_run_id
+    record["run_id"] = default_run_id if run_id is None or run_id == default_run_id else validate_run_id(run_id)
     if "timestamp" not in record:
         record["timestamp"] = time.time() if now is None else now
     return record

@@ -13,6 +13,7 @@ chunk (`fs.READ_CHUNK_BYTES`), so a huge file is never held in memory at once.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -82,6 +83,7 @@ class TailFile:
 
     def __init__(self, path: Path, follow: bool, fs: FileSystem = LOCAL) -> None:
         self.path = path
+        self._path_text = os.fspath(path)
         self.fs = fs
         self.follow = follow
         self._lock = threading.RLock()
@@ -147,8 +149,6 @@ class TailFile:
                     return Read([], False, [], False)
             window = len(self._window)
             start = self._offset - window
-            if fd is not None and window and self._unchanged(fd, start):
-                return Read([], False, [], False)
             info, data = self._read(fd, start, limit + window)
             reset = False
             if self._identity is not None and (
@@ -188,13 +188,10 @@ class TailFile:
         self._remember_stat(fd, info, final and not problems)
         return Read(records, reset, problems, not final)
 
-    def _unchanged(self, fd: int, start: int) -> bool:
-        """The append path's common case in two calls: the file is as this writer left it (its identity, and the
-        window and closing bytes at the end)."""
-        opened = os.fstat(fd)
-        if (opened.st_dev, opened.st_ino) != self._identity or opened.st_size != self._offset + len(self.CLOSING):
-            return False
-        return os.pread(fd, opened.st_size - start, start) == self._window + self.CLOSING
+    def _as_left(self, size: int) -> bool:
+        """The append path's common case, from the size seen under the lock: the reader is at the writer's file and
+        the file ends where this writer's last write did (another writer's append would have made it longer)."""
+        return bool(self._window) and self._identity == self._fd_identity and size == self._offset + len(self.CLOSING)
 
     def _remember_stat(self, fd: int | None, info: FileStat, complete: bool) -> None:
         """After a read by path that reached the file's end cleanly, what the file was (for `_unchanged_stat`) —
@@ -248,7 +245,7 @@ class TailFile:
                 self.last_error = None
             finally:
                 if self.follow:
-                    self._delivered.extend(record for record, _ in encoded)
+                    self._delivered.extend([record for record, _ in encoded])
 
     def retry_unwritten(self) -> None:
         """Write records kept in memory after an earlier write error, if any."""
@@ -265,44 +262,61 @@ class TailFile:
         if not pending:
             return
         self._seen_stat = None
-        fd = self._open_for_writing()
-        lock_exclusive(fd)
+        fd, size = self._lock_for_writing()
         try:
-            foreign: list[dict[str, Any]] = []
-            reset = False
-            problems: list[str] = []
-            while True:
-                read = self._catch_up(fd)
-                foreign.extend(read.records)
-                reset = reset or read.reset
-                problems.extend(read.problems)
-                if not read.more:
-                    break
-            if self.follow:
-                if reset:
-                    # replaced or rewritten since the last read: the reader gets the file whole (`reset`), then
-                    # the records kept in memory that are written now; what it was given before is void
-                    self._delivered = foreign + [record for record, _ in self._unwritten]
-                    self._reset_pending = True
-                else:
-                    self._delivered.extend(foreign)
-                self._problems.extend(problems)
+            if not self._as_left(size):
+                self._take_foreign(fd)
             self._write_at_tail(fd, pending)
         finally:
             unlock(fd)
 
+    def _take_foreign(self, fd: int) -> None:
+        """Under the lock, before an append: read what others wrote since this writer's last write (a reader that
+        follows gets it; a file replaced or rewritten is taken whole)."""
+        foreign: list[dict[str, Any]] = []
+        reset = False
+        problems: list[str] = []
+        while True:
+            read = self._catch_up(fd)
+            foreign.extend(read.records)
+            reset = reset or read.reset
+            problems.extend(read.problems)
+            if not read.more:
+                break
+        if self.follow:
+            if reset:
+                # replaced or rewritten since the last read: the reader gets the file whole (`reset`), then
+                # the records kept in memory that are written now; what it was given before is void
+                self._delivered = foreign + [record for record, _ in self._unwritten]
+                self._reset_pending = True
+            else:
+                self._delivered.extend(foreign)
+            self._problems.extend(problems)
+
     def _write_at_tail(self, fd: int, pending: Encoded) -> None:
         raise NotImplementedError
 
-    def _open_for_writing(self) -> int:
-        try:
-            current = os.stat(self.path, follow_symlinks=False)
-        except FileNotFoundError:
-            current = None
-        if self._fd is not None:
+    def _lock_for_writing(self) -> tuple[int, int]:
+        """This writer's handle of the file now at `path`, locked, and the file's size under the lock: one stat by
+        path tells both that the path still names the open file (not deleted, replaced or moved away) and whether
+        another writer appended. A path that names another file, or none, is opened (created) again."""
+        for _ in range(3):
+            fd = self._fd if self._fd is not None else self._open_for_writing()
+            lock_exclusive(fd)
+            try:
+                current = os.stat(self._path_text, follow_symlinks=False)
+            except FileNotFoundError:
+                current = None
+            except OSError:
+                unlock(fd)
+                raise
             if current is not None and (current.st_dev, current.st_ino) == self._fd_identity:
-                return self._fd
+                return fd, current.st_size
+            unlock(fd)
             self._close_fd()
+        raise OSError(errno.EAGAIN, "the file is replaced as fast as it is opened")
+
+    def _open_for_writing(self) -> int:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
         flags |= getattr(os, "O_NONBLOCK", 0)  # a FIFO named like the run file must not block the writer
@@ -342,8 +356,12 @@ class TailFile:
         end = position + len(payload)
         if self._size > end:
             os.ftruncate(fd, end)
-        before = self._window if position == self._offset else b""
-        self._window = (before + payload[: len(payload) - len(self.CLOSING)])[-WINDOW_BYTES:]
+        body_end = len(payload) - len(self.CLOSING)
+        if body_end >= WINDOW_BYTES:
+            self._window = payload[body_end - WINDOW_BYTES : body_end]
+        else:
+            before = self._window if position == self._offset else b""
+            self._window = (before + payload[:body_end])[-WINDOW_BYTES:]
         self._offset = end - len(self.CLOSING)
         self._size = end
         self._identity = self._fd_identity
@@ -386,7 +404,7 @@ class JsonArrayFile(TailFile):
     def _write_at_tail(self, fd: int, pending: Encoded) -> None:
         if self._not_an_array:
             self._rewrite_as_array(fd)
-        lines = b",\n".join(line for _, line in pending)
+        lines = pending[0][1] if len(pending) == 1 else b",\n".join([line for _, line in pending])
         if self._offset == 0:
             position, payload = 0, b"[\n" + lines + self.CLOSING
         else:

@@ -1,11 +1,13 @@
 """RLDKMetrics: typed fields, extra keys, validation, to_dict / from_dict round trip."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 
 from rldk_widget import RLDKMetrics
+from rldk_widget.metrics import record_from_mapping
 
 
 def test_to_dict_is_flat_with_extra_inline():
@@ -61,3 +63,36 @@ def test_constructor_rejects_wrong_field_types():
         RLDKMetrics(step=1, loss="high")
     with pytest.raises(TypeError, match="extra"):
         RLDKMetrics(step=1, extra={"a": "b"})
+
+
+def test_a_repeated_key_layout_takes_the_fast_path_with_the_same_result_as_the_general_one():
+    """add_metrics works a layout's key order out once; whatever the values of a later record with the same keys
+    (None, a text, numpy, a big int, a bool, a bad step), the record equals RLDKMetrics.from_dict(...).to_dict()
+    and the same warnings and errors come."""
+    layout = ["zeta", "step", "loss", "run_id", "timestamp", "alpha", "kl_mean"]
+    values = [
+        [0.5, 1, 0.25, "r", 1.5, 2.0, 0.01],
+        [1, 2, np.float32(0.5), None, 7, True, -0.0],
+        [None, 3, float("nan"), "r", 1.0, "text", float("inf")],
+        [10**30, 4, 0.1, "r", 1.0, 2.0, np.int64(3)],
+        [0.5, np.int64(5), 0.1, "r", 1.0, 2.0, 0.3],
+    ]
+    for row in values:
+        data = dict(zip(layout, row))
+        with warnings.catch_warnings(record=True) as fast_warnings:
+            warnings.simplefilter("always")
+            fast = record_from_mapping(data)
+        with warnings.catch_warnings(record=True) as general_warnings:
+            warnings.simplefilter("always")
+            general = RLDKMetrics.from_dict(data).to_dict()
+        assert list(fast) == list(general) and all(same(fast[k], general[k]) for k in fast), (row, fast, general)
+        assert [type(v) for v in fast.values()] == [type(v) for v in general.values()]
+        assert [str(w.message) for w in fast_warnings] == [str(w.message) for w in general_warnings]
+    with pytest.raises(ValueError, match="non-negative"):
+        record_from_mapping(dict(zip(layout, [0.5, -1, 0.1, "r", 1.0, 2.0, 0.3])))
+    with pytest.raises(TypeError, match="run_id"):
+        record_from_mapping(dict(zip(layout, [0.5, 6, 0.1, 7, 1.0, 2.0, 0.3])))
+
+
+def same(a, b):
+    return a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))

@@ -15,6 +15,7 @@ import base64
 import math
 import sys
 from array import array
+from operator import itemgetter
 from typing import Any, Iterable, Mapping, NamedTuple
 
 import numpy as np
@@ -25,6 +26,8 @@ from .metrics import MAX_STEP, as_number
 NON_SERIES_KEYS = frozenset({"step", "run_id"})
 Points = dict[str, tuple[array, array]]
 _INT64_MAX = 2**63 - 1
+_COLUMNS_FROM = 8
+"""Records with the same keys in a row, from which `add_records` adds them column by column."""
 
 
 class Added(NamedTuple):
@@ -103,45 +106,111 @@ class RunSeries:
     def add_records(self, records: Iterable[Mapping[str, Any]], prefix: str = "", want_points: bool = True) -> Added:
         """Add records of one source (`prefix`: "" for the metrics file, "ppo:", "ckpt:"); see `Added` (its points
         are left empty when not `want_points`: a load that goes to the views as a snapshot)."""
-        columns = self.columns
         first_new: dict[str, int] = {}  # per series touched: where this call's points start
+        plans: dict[tuple[Any, ...], list[tuple[Any, Any, Any]]] = {}  # per key layout: (key, its columns' appends)
         fallback = inexact = 0
-        previous = self._previous_step.get(prefix)
-        for record in records:
-            raw_step = record.get("step")
-            if type(raw_step) is int and 0 <= raw_step <= MAX_STEP:
-                step: float = raw_step
-            else:
-                usable, exact = read_step(raw_step)
-                if usable is None:
-                    fallback += 1
-                    step = 0 if previous is None else previous + 1
-                else:
-                    inexact += not exact
-                    step = usable
-            previous = step
-            self.record_count += 1
-            if self.last_step is None or step > self.last_step:
-                self.last_step = step
-            for key, raw in record.items():
-                if key in NON_SERIES_KEYS or not isinstance(key, str):
-                    continue
-                value = raw if type(raw) is float else as_number(raw)
-                if value is None:
-                    continue
-                name = prefix + key if prefix else key
-                column = columns.get(name)
-                if column is None:
-                    column = columns[name] = (array("d"), array("d"))
-                if name not in first_new:
-                    first_new[name] = len(column[0])
-                column[0].append(step)
-                column[1].append(value)
-        self._previous_step[prefix] = previous
+        rows = records if isinstance(records, list) else list(records)
+        layouts = list(map(tuple, rows))
+        start = 0
+        while start < len(rows):
+            keys = layouts[start]
+            end = start + 1
+            while end < len(rows) and layouts[end] == keys:
+                end += 1
+            if end - start < _COLUMNS_FROM or not self._add_columns(rows[start:end], keys, prefix, first_new):
+                for record in rows[start:end]:
+                    fallback_step, inexact_step = self._add_record(record, prefix, plans, first_new)
+                    fallback += fallback_step
+                    inexact += inexact_step
+            start = end
+        columns = self.columns
+        for name in [name for name, start in first_new.items() if not start and not columns[name][0]]:
+            del columns[name]  # opened for a key whose values were all missing: no series
+            del first_new[name]
         if not want_points:
             return Added({}, fallback, inexact)
         added = {name: (columns[name][0][start:], columns[name][1][start:]) for name, start in first_new.items()}
-        return Added(added, fallback, inexact)
+        return Added({name: points for name, points in added.items() if points[0]}, fallback, inexact)
+
+    def _add_record(self, record: Mapping[str, Any], prefix: str, plans: dict[tuple[Any, ...], Any],
+                    first_new: dict[str, int]) -> tuple[bool, bool]:
+        """One record's points; (its step was a fallback, its step is inexact)."""
+        previous = self._previous_step.get(prefix)
+        raw_step = record.get("step")
+        fallback = inexact = False
+        if type(raw_step) is int and 0 <= raw_step <= MAX_STEP:
+            step: float = raw_step
+        else:
+            usable, exact = read_step(raw_step)
+            if usable is None:
+                fallback = True
+                step = 0 if previous is None else previous + 1
+            else:
+                inexact = not exact
+                step = usable
+        self._previous_step[prefix] = step
+        self.record_count += 1
+        if self.last_step is None or step > self.last_step:
+            self.last_step = step
+        keys = tuple(record)
+        plan = plans.get(keys)
+        if plan is None:
+            plan = plans[keys] = self._plan(keys, prefix, first_new)
+        for key, append_step, append_value in plan:
+            raw = record[key]
+            value = raw if type(raw) is float else as_number(raw)
+            if value is not None:
+                append_step(step)
+                append_value(value)
+        return fallback, inexact
+
+    def _add_columns(self, rows: list[Mapping[str, Any]], keys: tuple[Any, ...], prefix: str,
+                     first_new: dict[str, int]) -> bool:
+        """Records with the same keys, column by column, when every step is an int in range and every value a
+        float (what add_metrics and the callback write): the same points as record by record, without a Python
+        step per value. False, with nothing added, for anything else."""
+        if "step" not in keys:
+            return False
+        steps = list(map(itemgetter("step"), rows))
+        if set(map(type, steps)) != {int} or min(steps) < 0 or max(steps) > MAX_STEP:
+            return False
+        series = []
+        for key in keys:
+            if key in NON_SERIES_KEYS or not isinstance(key, str):
+                continue
+            column = list(map(itemgetter(key), rows))
+            if set(map(type, column)) != {float}:
+                return False
+            series.append((prefix + key if prefix else key, column))
+        xs = array("d", steps)
+        for name, column in series:
+            target = self.columns.get(name)
+            if target is None:
+                target = self.columns[name] = (array("d"), array("d"))
+            first_new.setdefault(name, len(target[0]))
+            target[0].extend(xs)
+            target[1].extend(array("d", column))
+        self._previous_step[prefix] = steps[-1]
+        self.record_count += len(rows)
+        top = max(steps)
+        if self.last_step is None or top > self.last_step:
+            self.last_step = top
+        return True
+
+    def _plan(self, keys: tuple[Any, ...], prefix: str, first_new: dict[str, int]) -> list[tuple[Any, Any, Any]]:
+        """The series keys of one key layout with the appends of their columns (opened if new), noting where each
+        column's new points start."""
+        plan = []
+        for key in keys:
+            if key in NON_SERIES_KEYS or not isinstance(key, str):
+                continue
+            name = prefix + key if prefix else key
+            column = self.columns.get(name)
+            if column is None:
+                column = self.columns[name] = (array("d"), array("d"))
+            first_new.setdefault(name, len(column[0]))
+            plan.append((key, column[0].append, column[1].append))
+        return plan
 
     def drop_prefix(self, prefix: str) -> None:
         """Forget the series of one source (a file that was replaced and is read again whole)."""

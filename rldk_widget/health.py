@@ -3,7 +3,8 @@ trainer_state.json log history, run files written another way, metrics added wit
 
 A run counts as recorded by RLDKCallback when its run info says so (`writer`), not when it has alerts (a healthy
 callback run has none); such runs are never checked here. The checks run on a worker thread from the run's series
-columns (no records are kept for them): each new point is observed once, O(1) per record, and a run whose metrics
+columns (no records are kept for them): each new point is observed once, O(1) per record, in batches screened by
+numpy (alert_batches.py: the same alerts as record by record, about ten times cheaper), and a run whose metrics
 file was read again whole is checked again from its start. Computed alerts carry `"computed": True` and the time
 their step was logged (the time they were computed when it has none); they live in memory only and are never
 written to a run folder.
@@ -15,10 +16,11 @@ import logging
 import math
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from .alert_batches import observe_columns
 from .alerts import RULE_TYPES, AlertMonitor, AlertRules
 from .series import RunSeries
 from .worker import KeyedWorker
@@ -31,13 +33,14 @@ _SKIPPED = ("ppo:", "ckpt:")
 
 Report = Callable[[str, list[dict[str, Any]]], None]
 
+BATCH_RECORDS = 4096
+"""Records screened at once (alert_batches.py): a run just read is checked in batches of this many."""
 PAUSE_AFTER = 5000
-PAUSE_EVERY = 20
 PAUSE_S = 0.0001
-"""On the worker, a check of more than PAUSE_AFTER records (a large run just read: seconds of rules) pauses this
-long after every PAUSE_EVERY of them (~0.5 ms of rules), so that a thread doing I/O (the training loop's appends,
-a view's snapshot) waits for the GIL about that long per system call, not the 5 ms switch interval: without the
-pauses, the backlog of a 100k-step run made a view's snapshot 80x and add_metrics 40x slower while it lasted."""
+"""On the worker, a check of more than PAUSE_AFTER records (a large run just read) pauses this long after each
+batch (a few ms of rules), so that a thread doing I/O (the training loop's appends, a view's snapshot) waits for the
+GIL about that long per system call, not the 5 ms switch interval: without the pauses, the backlog of a 100k-step
+run made a view's snapshot 80x and add_metrics 40x slower while it lasted."""
 
 
 class _RunCheck:
@@ -129,10 +132,12 @@ class HealthChecks:
             return
         alerts: list[dict[str, Any]] = []
         now = time.time()
-        for count, record in enumerate(_records(fresh, check.kind), 1):
-            if count > PAUSE_AFTER and count % PAUSE_EVERY == 0 and self._worker.may_pause():
+        observed = 0
+        for steps, columns in _batches(fresh, check.kind):
+            if observed > PAUSE_AFTER and self._worker.may_pause():
                 time.sleep(PAUSE_S)  # a long backlog (a large run just read) must not starve the other threads
-            for alert in check.monitor.observe(record):
+            observed += len(steps)
+            for alert in observe_columns(check.monitor, steps, columns):
                 alerts.append({**alert, "run_id": run_id, "timestamp": _logged_at(logged_at, alert.get("step"), now),
                                "computed": True})
         if alerts:
@@ -159,9 +164,11 @@ def _kind_from_names(names: Any) -> str | None:
     return detect_trainer_kind(list(names))
 
 
-def _records(fresh: dict[str, tuple[np.ndarray, np.ndarray]], kind: str | None) -> list[dict[str, Any]]:
-    """Points of several series as records, one per step in step order (a stable merge keeps file order), with
-    the trainer's mapped names (`trl_keys.mapped_record`; its plan is worked out once per set of names)."""
+def _batches(fresh: dict[str, tuple[np.ndarray, np.ndarray]], kind: str | None
+             ) -> Iterator[tuple[np.ndarray, dict[str, np.ndarray]]]:
+    """The points of several series as records, one per step in step order (a stable merge keeps file order), with
+    the trainer's mapped names (`trl_keys.mapped_record_plan`; its plan is worked out once per set of names): as
+    columns (steps, values by name) of consecutive records with the same names, at most BATCH_RECORDS at once."""
     from .trl_keys import mapped_record_plan
 
     names = list(fresh)
@@ -169,10 +176,11 @@ def _records(fresh: dict[str, tuple[np.ndarray, np.ndarray]], kind: str | None) 
     if all(np.array_equal(fresh[name][0], first) for name in names[1:]) and bool(np.all(np.diff(first) > 0)):
         # every series has a point at each step, once (one record per step with the same keys): by columns
         plan = mapped_record_plan(("step", *names), kind)
-        columns = {"step": [int(x) if x.is_integer() else x for x in first.tolist()]}
-        columns.update((name, fresh[name][1].tolist()) for name in names)
-        out = [name for name, _ in plan]
-        return [dict(zip(out, row)) for row in zip(*(columns[source] for _, source in plan))]
+        columns = {name: fresh[source][1] for name, source in plan if name != "step"}
+        for start in range(0, len(first), BATCH_RECORDS):
+            yield first[start : start + BATCH_RECORDS], {name: values[start : start + BATCH_RECORDS]
+                                                         for name, values in columns.items()}
+        return
     steps = np.concatenate([fresh[name][0] for name in names])
     values = np.concatenate([fresh[name][1] for name in names])
     which = np.concatenate([np.full(len(fresh[name][0]), index) for index, name in enumerate(names)])
@@ -182,15 +190,21 @@ def _records(fresh: dict[str, tuple[np.ndarray, np.ndarray]], kind: str | None) 
     current: dict[str, Any] | None = None
     for step, value, index in zip(steps, values, which):
         if current is None or current["step"] != step:
-            current = {"step": int(step) if step.is_integer() else step}
+            current = {"step": step}
             records.append(current)
         current[names[index]] = value
     plans: dict[tuple[str, ...], list[tuple[str, str]]] = {}
-    mapped = []
-    for record in records:
-        keys = tuple(record)
+    start = 0
+    while start < len(records):
+        keys = tuple(records[start])
+        end = start + 1
+        while end < len(records) and end - start < BATCH_RECORDS and tuple(records[end]) == keys:
+            end += 1
         plan = plans.get(keys)
         if plan is None:
             plan = plans[keys] = mapped_record_plan(keys, kind)
-        mapped.append({name: record[source] for name, source in plan})
-    return mapped
+        batch = records[start:end]
+        yield (np.array([record["step"] for record in batch], dtype="f8"),
+               {name: np.array([record[source] for record in batch], dtype="f8") for name, source in plan
+                if name != "step"})
+        start = end

@@ -154,23 +154,42 @@ def test_figure_and_save_html_show_the_alert_markers(tmp_path):
 
 
 def test_records_for_the_rules_are_the_same_by_columns_and_by_merge():
-    """health._records takes a by-columns path when every series has one point per step: the same records."""
+    """health._batches takes a by-columns path when every series has one point per step, else merges the points by
+    step: either way, the records (step order, mapped names) in batches of the same names, in order."""
     import numpy as np
 
-    from rldk_widget.health import _records
+    from rldk_widget.alert_batches import _Records
+    from rldk_widget.health import BATCH_RECORDS, _batches
     from rldk_widget.trl_keys import mapped_record
+
+    def flat(batches):
+        out = []
+        for steps, columns in batches:
+            records = _Records(steps, columns)
+            out.extend(records[i] for i in range(len(steps)))
+        return out
 
     steps = np.array([1.0, 2.0, 2.5, 4.0])
     fresh = {"reward": (steps, np.array([0.1, math.nan, 0.3, math.inf])), "kl": (steps, np.array([0.0, 1.0, 2.0, 3.0])),
              "loss": (steps, np.array([5.0, 4.0, 3.0, 2.0]))}
     expected = [mapped_record({"step": int(s) if s.is_integer() else s, "reward": r, "kl": k, "loss": lo}, "grpo")
                 for s, r, k, lo in zip(steps.tolist(), *(fresh[n][1].tolist() for n in ("reward", "kl", "loss")))]
-    by_columns = _records(fresh, "grpo")
-    assert [list(r) for r in by_columns] == [list(r) for r in expected]
-    assert str(by_columns) == str(expected) and [type(r["step"]) for r in by_columns] == [int, int, float, int]
-    # one series without a point at step 2: merged by step, that record lacks it
-    merged = _records({**fresh, "loss": (np.array([1.0, 2.5, 4.0]), np.array([5.0, 3.0, 2.0]))}, "grpo")
-    assert str(merged[0]) == str(expected[0]) and "loss" not in merged[1] and str(merged[2]) == str(expected[2])
+    by_columns = flat(_batches(fresh, "grpo"))
+    assert [sorted(r) for r in by_columns] == [sorted(r) for r in expected]
+    assert [[(k, str(r[k])) for k in sorted(r)] for r in by_columns] == [[(k, str(r[k])) for k in sorted(r)]
+                                                                          for r in expected]
+    assert [type(r["step"]) for r in by_columns] == [int, int, float, int]
+    # one series without a point at step 2: merged by step, that record lacks it (a batch of its own)
+    batches = list(_batches({**fresh, "loss": (np.array([1.0, 2.5, 4.0]), np.array([5.0, 3.0, 2.0]))}, "grpo"))
+    assert [len(steps) for steps, _ in batches] == [1, 1, 2]
+    merged = flat(batches)
+    assert [str(sorted(merged[i].items())) for i in (0, 2, 3)] == [str(sorted(by_columns[i].items())) for i in (0, 2, 3)]
+    assert "loss" not in merged[1] and str(merged[1]["reward_mean"]) == "nan"
+    # a long run: batches of at most BATCH_RECORDS, every step once, in order
+    long = np.arange(1.0, 2 * BATCH_RECORDS + 10)
+    batches = list(_batches({"loss": (long, long / 10), "kl": (long, long / 100)}, "grpo"))
+    assert [len(steps) for steps, _ in batches] == [BATCH_RECORDS, BATCH_RECORDS, 9]
+    assert np.array_equal(np.concatenate([steps for steps, _ in batches]), long)
 
 
 def test_with_every_rule_disabled_no_check_runs(tmp_path):

@@ -155,22 +155,68 @@ class _Batch:
         self.functions: list[tuple[_RewardFn, str, str | None]] = []  # (state, mean key, std key) per reward function
         self._screen()
 
-    # the screen ----------------------------------------------------------------------------------------------
-    def _screen(self) -> None:
-        monitor, columns = self.monitor, self.columns
-        for name, finite in self.finite.items():  # a NaN / ±Inf anywhere the rules read: the nonfinite rules' case
-            if name in monitor._read or name.startswith("rewards/") or name == "loss":
-                self.candidate |= ~finite
+    # the windows ---------------------------------------------------------------------------------------------
+    def _windows(self) -> None:
+        """Every window the rules keep over these columns, through the batch (the carry needs them all, whichever
+        rules are on)."""
+        monitor, rules, columns = self.monitor, self.rules, self.columns
         for metric in _TRACKED:
             if metric in columns:
                 self.streams[metric] = _Stream(monitor._history[metric], columns[metric], self.finite[metric])
+        for metric in ("reward_mean", "entropy_mean"):  # the rolling medians whose best is the metric's peak
+            if metric in columns:
+                self.peak_medians[metric] = self.streams[metric].medians(rules.reward_window, include=True)
+        if "reward_mean" in columns:
+            rewards = self.streams["reward_mean"]
+            added = rewards.counted & (rewards.before >= 1)
+            differences = np.zeros(self.n)  # the step-to-step differences `_remember` adds (the reward's noise)
+            differences[added] = np.abs(np.diff(rewards.values))[rewards.before[added] - 1]
+            self.streams["reward_steps"] = _Stream(monitor._reward_steps, differences, added)
+            if "kl_mean" in columns:
+                counted = self.finite["reward_mean"] & self.finite["kl_mean"]
+                self.streams["pairs:reward"] = _Stream((r for _, r, _ in monitor._pairs), columns["reward_mean"], counted)
+                self.streams["pairs:kl"] = _Stream((k for _, _, k in monitor._pairs), columns["kl_mean"], counted)
+        frac = self.finite.get("frac_reward_zero_std")
+        if frac is not None:
+            self._ratio("frac_reward_zero_std", frac)
+        if "reward_std" in columns:  # when there is no finite frac, the rules window the reward's std instead
+            self._ratio("reward_std", self.finite["reward_std"] & (~frac if frac is not None else True))
+        if monitor._per_function:
+            size = rules.reward_fn_window
+            for name, mean_key, std_key in monitor._function_keys({"step": 0, **columns}):
+                state = monitor._functions[name]
+                counted = self.finite[mean_key]
+                means = self.streams["mean:" + name] = _Stream(state.means, columns[mean_key], counted)
+                self.peak_medians["mean:" + name] = means.medians(size, include=True)
+                self.functions.append((state, mean_key, std_key))
+                if std_key is not None:
+                    stds = _Stream(state.stds, columns[std_key], counted & self.finite[std_key])
+                    self.streams["std:" + name] = stds
+                    self.peak_medians["std:" + name] = stds.medians(size, include=True)
+
+    def _ratio(self, metric: str, counted: np.ndarray) -> None:
+        self.streams["ratio:" + metric] = _Stream((v for _, v in self.monitor._ratios.get(metric, ())),
+                                                  self.columns[metric], counted)
+
+    # the screen ----------------------------------------------------------------------------------------------
+    def _screen(self) -> None:
+        self._windows()
+        monitor = self.monitor
+        for name, finite in self.finite.items():  # a NaN / ±Inf anywhere the rules read: the nonfinite rules' case
+            if name in monitor._read or name.startswith("rewards/") or name == "loss":
+                self.candidate |= ~finite
         self._kl()
+        self._hacking()
         self._entropy()
         self._reward_variance()
         self._reward_collapse()
         self._grad_norm()
         self._levels()
         self._reward_functions()
+
+    def _on(self, rule: str) -> bool:
+        """A disabled rule never acts (no episode, no alert): its screen is skipped."""
+        return rule not in self.rules.disabled
 
     def _relative(self, metric: str, rows: np.ndarray | None = None) -> np.ndarray:
         """`AlertMonitor._relative` per record: the median of the metric's previous `window` values."""
@@ -180,30 +226,29 @@ class _Batch:
         if "kl_mean" not in self.columns:
             return
         rules, kl = self.rules, self.columns["kl_mean"]
-        self.candidate |= kl > rules.kl_max
-        # a spike's threshold is at least kl_spike_min: the medians are needed only above it
-        median = self._relative("kl_mean", rows=kl > rules.kl_spike_min)
-        with np.errstate(invalid="ignore"):
-            self.candidate |= _above(kl, np.fmax(rules.kl_spike_factor * median, rules.kl_spike_min)) & ~np.isnan(median)
-        if "reward_mean" in self.columns:
-            self._hacking()
+        if self._on("kl_high"):
+            self.candidate |= kl > rules.kl_max
+        if self._on("kl_spike"):
+            # a spike's threshold is at least kl_spike_min: the medians are needed only above it
+            median = self._relative("kl_mean", rows=kl > rules.kl_spike_min)
+            with np.errstate(invalid="ignore"):
+                self.candidate |= _above(kl, np.fmax(rules.kl_spike_factor * median, rules.kl_spike_min)) \
+                    & ~np.isnan(median)
 
     def _hacking(self) -> None:
-        rules, monitor = self.rules, self.monitor
-        counted = self.finite["reward_mean"] & self.finite["kl_mean"]
+        if "pairs:reward" not in self.streams or not self._on("reward_hacking"):
+            return
+        rules = self.rules
+        rewards, kls = self.streams["pairs:reward"], self.streams["pairs:kl"]
         size = rules.hacking_window
-        rewards = _Stream((r for _, r, _ in monitor._pairs), self.columns["reward_mean"], counted)
-        kls = _Stream((k for _, _, k in monitor._pairs), self.columns["kl_mean"], counted)
-        self.streams["pairs:reward"], self.streams["pairs:kl"] = rewards, kls
         edge, tail = max(1, size // 2), max(1, size // 4)
         window_start = rewards.before + 1 - size  # the window: the previous size - 1 pairs and the record's own
-        ok = counted & (window_start >= 0)
+        where = np.flatnonzero(rewards.counted & (window_start >= 0))
 
-        def medians(stream: _Stream, start_offset: int, length: int) -> np.ndarray:
+        def medians(stream: _Stream, offset: int, length: int) -> np.ndarray:
             out = np.full(self.n, np.nan)
-            where = np.flatnonzero(ok)
             if where.size:
-                out[where] = _medians(sliding_window_view(stream.values, length)[window_start[where] + start_offset])
+                out[where] = _medians(sliding_window_view(stream.values, length)[window_start[where] + offset])
             return out
 
         reward_start, reward_end = medians(rewards, 0, edge), medians(rewards, size - tail, tail)
@@ -212,59 +257,43 @@ class _Batch:
         with np.errstate(invalid="ignore"):
             self.candidate |= (reward_end > reward_start) & ~_below(kl_end, threshold)
 
-    def _entropy(self) -> None:
-        if "entropy_mean" not in self.columns:
-            return
-        rules = self.rules
-        peak = self._peaks_before("entropy_mean")
-        threshold = np.fmax(rules.entropy_min, rules.entropy_collapse_ratio * peak)
-        self.candidate |= _below(self.columns["entropy_mean"], threshold)
-
     def _peaks_before(self, metric: str) -> np.ndarray:
         """Per record: the metric's peak (best rolling median of `reward_window` values) as the rules see it, before
         the record's own value is remembered."""
-        medians = self.peak_medians[metric] = self.streams[metric].medians(self.rules.reward_window, include=True)
         start = self.monitor._peaks[metric][0]
-        running = np.fmax.accumulate(np.concatenate([[start], medians]))
-        return running[:-1]
+        return np.fmax.accumulate(np.concatenate([[start], self.peak_medians[metric]]))[:-1]
+
+    def _entropy(self) -> None:
+        if "entropy_mean" not in self.columns or not self._on("entropy_collapse"):
+            return
+        rules = self.rules
+        threshold = np.fmax(rules.entropy_min, rules.entropy_collapse_ratio * self._peaks_before("entropy_mean"))
+        self.candidate |= _below(self.columns["entropy_mean"], threshold)
 
     def _reward_variance(self) -> None:
-        """zero_reward_variance and the sparse reward it stands for (the other reward rules then stand down):
-        marked wherever its level says sparse, which includes every record where it holds."""
-        rules, columns = self.rules, self.columns
-        size = rules.zero_variance_window
-        if "frac_reward_zero_std" in columns:
-            metric, counted = "frac_reward_zero_std", self.finite["frac_reward_zero_std"]
-        elif "reward_std" in columns:
-            metric, counted = "reward_std", self.finite["reward_std"]
-        else:
+        """zero_reward_variance: marked wherever its level says the reward is sparse, which includes every record
+        where it holds (a sparse reward only holds the other reward rules back, so they need no mark for it)."""
+        if not self._on("zero_reward_variance"):
             return
-        stream = self.streams["ratio:" + metric] = _Stream(
-            (v for _, v in self.monitor._ratios.get(metric, ())), columns[metric], counted)
-        level = stream.medians(size, include=True)
-        with np.errstate(invalid="ignore"):
-            if metric == "frac_reward_zero_std":
-                self.candidate |= level >= rules.zero_std_frac_clear
-            else:
-                self.candidate |= level <= rules.reward_std_min
-        if metric == "frac_reward_zero_std" and "reward_std" in columns:
-            # a record whose frac is not finite takes the reward_std branch (it is marked: not finite)
-            self.streams["ratio:reward_std"] = _Stream(
-                (v for _, v in self.monitor._ratios.get("reward_std", ())), columns["reward_std"],
-                self.finite["reward_std"] & ~counted)
+        rules, size = self.rules, self.rules.zero_variance_window
+        for metric in ("frac_reward_zero_std", "reward_std"):
+            stream = self.streams.get("ratio:" + metric)
+            if stream is None:
+                continue
+            level = stream.medians(size, include=True)
+            with np.errstate(invalid="ignore"):
+                if metric == "frac_reward_zero_std":
+                    self.candidate |= level >= rules.zero_std_frac_clear
+                else:
+                    self.candidate |= level <= rules.reward_std_min
 
     def _reward_collapse(self) -> None:
-        if "reward_mean" not in self.columns:
+        if "reward_mean" not in self.columns or not self._on("reward_collapse"):
             return
         rules, monitor = self.rules, self.monitor
-        rewards = self.streams["reward_mean"]
+        rewards, steps = self.streams["reward_mean"], self.streams["reward_steps"]
         peak = self._peaks_before("reward_mean")
         start = monitor._start["reward_mean"]
-        # the reward's step-to-step differences, as `_remember` adds them, and their running mean (the noise)
-        added = rewards.counted & (rewards.before >= 1)
-        differences = np.zeros(self.n)
-        differences[added] = np.abs(np.diff(rewards.values))[rewards.before[added] - 1]  # against the value before
-        steps = self.streams["reward_steps"] = _Stream(monitor._reward_steps, differences, added)
         window = rules.noise_window
         sums = sliding_window_view(steps.values, window).sum(axis=1)  # per window (no running sum to cancel)
         noise = rules.reward_collapse_noise_factor * sums[steps.before - window] / window / 1.128
@@ -278,7 +307,7 @@ class _Batch:
                 self.candidate |= _above(drop, allowed) & _below(recent, best)
 
     def _grad_norm(self) -> None:
-        if "grad_norm" not in self.columns:
+        if "grad_norm" not in self.columns or not self._on("grad_norm_explosion"):
             return
         rules, norm = self.rules, self.columns["grad_norm"]
         self.candidate |= norm > rules.grad_norm_max
@@ -291,47 +320,39 @@ class _Batch:
     def _levels(self) -> None:
         """clip_frac_high, value_loss_spike, completion_length_blowup, completions_clipped."""
         rules, columns = self.rules, self.columns
-        if "clip_frac" in columns:
+        if "clip_frac" in columns and self._on("clip_frac_high"):
             self.candidate |= columns["clip_frac"] > rules.clip_frac_max
-        if "value_loss" in columns:
+        if "value_loss" in columns and self._on("value_loss_spike"):
             loss = columns["value_loss"]
             median = self._relative("value_loss", rows=loss > rules.value_loss_min)
             with np.errstate(invalid="ignore"):
                 self.candidate |= _above(loss, np.fmax(rules.value_loss_spike_factor * median, rules.value_loss_min)) \
                     & ~np.isnan(median)
-        if "completions/mean_length" in columns:
+        if "completions/mean_length" in columns and self._on("completion_length_blowup"):
             median = self._relative("completions/mean_length")
             with np.errstate(invalid="ignore"):
                 self.candidate |= (median > 0) & _above(columns["completions/mean_length"],
                                                         rules.length_spike_factor * median)
-        if "completions/clipped_ratio" in columns:
+        if "completions/clipped_ratio" in columns and self._on("completions_clipped"):
             self.candidate |= columns["completions/clipped_ratio"] > rules.clipped_ratio_max
 
     def _reward_functions(self) -> None:
         """The per-function rules: a level near its collapse threshold (held or collapsed), a share of the variance
-        near dominance. Their windows: means, stds, and the running peaks and lows of their medians."""
-        monitor, rules = self.monitor, self.rules
-        if not monitor._per_function:
-            return
-        size = rules.reward_fn_window
+        near dominance."""
+        rules = self.rules
+        collapse = self._on("reward_fn_variance_collapse") or self._on("reward_fn_saturated")
         shares = []
-        for name, mean_key, std_key in monitor._function_keys({"step": 0, **self.columns}):
-            state = monitor._functions.get(name)
-            counted = self.finite[mean_key]
-            means = self.streams["mean:" + name] = _Stream(state.means, self.columns[mean_key], counted)
-            self.peak_medians["mean:" + name] = means.medians(size, include=True)
-            self.functions.append((state, mean_key, std_key))
+        for state, _, std_key in self.functions:
             if std_key is None:
                 continue
-            stds = self.streams["std:" + name] = _Stream(state.stds, self.columns[std_key],
-                                                         counted & self.finite[std_key])
-            level = self.peak_medians["std:" + name] = stds.medians(size, include=True)
-            peak = np.fmax.accumulate(np.concatenate([[state.peak_std], level]))[:-1]
-            threshold = np.fmax(rules.reward_std_min, rules.reward_fn_std_collapse_ratio * peak)
-            with np.errstate(invalid="ignore"):
-                self.candidate |= _HOLD * level <= threshold + (_RELATIVE_SLACK * threshold + _ABSOLUTE_SLACK)
+            level = self.peak_medians["std:" + state.name]
             shares.append(level)
-        if len(shares) >= 2:
+            if collapse:
+                peak = np.fmax.accumulate(np.concatenate([[state.peak_std], level]))[:-1]
+                threshold = np.fmax(rules.reward_std_min, rules.reward_fn_std_collapse_ratio * peak)
+                with np.errstate(invalid="ignore"):
+                    self.candidate |= _HOLD * level <= threshold + (_RELATIVE_SLACK * threshold + _ABSOLUTE_SLACK)
+        if len(shares) >= 2 and self._on("reward_fn_dominant"):
             squares = np.square(np.vstack(shares))
             with np.errstate(invalid="ignore", divide="ignore"):
                 share = np.fmax.reduce(squares, axis=0) / np.nansum(squares, axis=0)

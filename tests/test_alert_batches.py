@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rldk_widget.alert_batches import observe_columns
-from rldk_widget.alerts import AlertMonitor, AlertRules
+from rldk_widget.alerts import RULE_TYPES, AlertMonitor, AlertRules
 from rldk_widget.synthetic_runs import FAULTS, ISSUE_PATTERNS, KINDS, healthy_run, inject, records
 
 STEPS = 1200
@@ -110,7 +110,7 @@ def test_the_issue_patterns_give_the_same_alerts_and_state():
 @pytest.mark.parametrize("seed", range(6))
 def test_random_walks_crossing_every_threshold_give_the_same_alerts_and_state(seed):
     """Metrics that wander across the rules' thresholds, with bursts, plateaus (exact ties in the windows), NaN
-    and ±Inf, and tighter rules, so that episodes start, hold, escalate and re-arm throughout."""
+    and ±Inf, and tighter rules (some disabled), so that episodes start, hold, escalate and re-arm throughout."""
     rng = random.Random(seed)
     names = ["loss", "grad_norm", "reward_mean", "reward_std", "kl_mean", "entropy_mean", "clip_frac", "value_loss",
              "completions/mean_length", "completions/clipped_ratio", "frac_reward_zero_std",
@@ -137,7 +137,8 @@ def test_random_walks_crossing_every_threshold_give_the_same_alerts_and_state(se
     rules = AlertRules(cooldown_steps=rng.choice((0, 10, 50)), rearm_steps=rng.choice((1, 5)), window=rng.choice((8, 20)),
                        min_history=rng.choice((4, 10)), noise_window=rng.choice((30, 100)), hacking_window=rng.choice((8, 20)),
                        zero_variance_window=rng.choice((3, 5)), reward_fn_window=rng.choice((3, 5)), kl_max=0.5,
-                       kl_spike_min=0.2, grad_norm_max=4.0, clip_frac_max=0.6)
+                       kl_spike_min=0.2, grad_norm_max=4.0, clip_frac_max=0.6,
+                       disabled=set(rng.sample(RULE_TYPES, 4)) if seed >= 3 else set())
     assert assert_same(rows, rules, seed) > 20
 
 

@@ -13,7 +13,7 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 @pytest.mark.parametrize("name", ["store", "single_call", "wire", "peers", "notebook_size", "static_view", "samples",
-                                  "sweep", "remote",
+                                  "sweep", "remote", "health",
                                   pytest.param("alert_eval", marks=pytest.mark.training)])  # trains tiny TRL runs
 def test_benchmark_quick_run_writes_its_results(name, tmp_path):
     done = subprocess.run(

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common as c  # noqa: E402
 
-SCRIPTS = ("store", "single_call", "wire", "peers", "notebook_size", "static_view", "samples", "samples_tab", "sweep",
+SCRIPTS = ("store", "single_call", "health", "wire", "peers", "notebook_size", "static_view", "samples", "samples_tab", "sweep",
            "remote", "browser", "overhead", "alert_eval")
 BUDGET_S = 600  # issue 7: the whole suite in about 10 minutes on 2 cores
 

@@ -110,8 +110,10 @@ class RunSeries:
         plans: dict[tuple[Any, ...], list[tuple[Any, Any, Any]]] = {}  # per key layout: (key, its columns' appends)
         fallback = inexact = 0
         rows = records if isinstance(records, list) else list(records)
-        layouts = list(map(tuple, rows))
-        start = 0
+        # every record with the same keys (the common case) in one go, else runs of records with the same keys
+        whole = len(rows) >= _COLUMNS_FROM and self._add_columns(rows, tuple(rows[0]), prefix, first_new)
+        layouts = [] if whole else list(map(tuple, rows))
+        start = len(rows) if whole else 0
         while start < len(rows):
             keys = layouts[start]
             end = start + 1
@@ -166,19 +168,23 @@ class RunSeries:
 
     def _add_columns(self, rows: list[Mapping[str, Any]], keys: tuple[Any, ...], prefix: str,
                      first_new: dict[str, int]) -> bool:
-        """Records with the same keys, column by column, when every step is an int in range and every value a
-        float (what add_metrics and the callback write): the same points as record by record, without a Python
-        step per value. False, with nothing added, for anything else."""
-        if "step" not in keys:
+        """Records that all have `keys` (in any order), column by column, when every step is an int in range and
+        every value a float (what add_metrics and the callback write): the same points as record by record,
+        without a Python step per value. False, with nothing added, for anything else."""
+        if "step" not in keys or set(map(len, rows)) != {len(keys)}:
             return False
-        steps = list(map(itemgetter("step"), rows))
+        try:  # a record without one of the keys (it has as many: another one instead) raises here
+            columns = {key: list(map(itemgetter(key), rows)) for key in keys}
+        except (KeyError, TypeError):
+            return False
+        steps = columns["step"]
         if set(map(type, steps)) != {int} or min(steps) < 0 or max(steps) > MAX_STEP:
             return False
         series = []
         for key in keys:
             if key in NON_SERIES_KEYS or not isinstance(key, str):
                 continue
-            column = list(map(itemgetter(key), rows))
+            column = columns[key]
             if set(map(type, column)) != {float}:
                 return False
             series.append((prefix + key if prefix else key, column))

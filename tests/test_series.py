@@ -34,7 +34,10 @@ def test_column_by_column_and_record_by_record_give_the_same_points():
 
     batches = [rows(20), rows(20, 20, kl=lambda i: None if i % 5 == 0 else -i / 3), rows(9, 40, loss=lambda i: i),
                rows(12, 49, step=lambda i: float(i)), rows(10, 61, extra=lambda i: "text"), rows(3, 71),
-               rows(10, 74, step=lambda i: -1 if i == 80 else i), rows(10, 84)]
+               rows(10, 74, step=lambda i: -1 if i == 80 else i), rows(10, 84),
+               # the same keys in another order, and as many keys but another one among them
+               [dict(reversed(list(row.items()))) if i % 2 else row for i, row in enumerate(rows(10, 94))],
+               [{**row, "kl2": row.pop("kl")} if i == 5 else row for i, row in enumerate(rows(10, 104))]]
     by_columns, by_records = RunSeries(), RunSeries()
     for batch in batches:
         added = by_columns.add_records(batch)

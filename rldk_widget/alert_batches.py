@@ -106,10 +106,11 @@ class _Stream:
         self.counted = counted
         self.before = len(head) + np.cumsum(counted) - counted
 
-    def medians(self, size: int, include: bool, rows: np.ndarray | None = None) -> np.ndarray:
+    def medians(self, size: int, include: bool, rows: np.ndarray | None = None, lag: int = 0) -> np.ndarray:
         """Per record: the median of the `size` values before it (`include`: the last `size` values up to its own,
-        for records that add one), NaN where there are fewer (or outside `rows`)."""
-        end = self.before + 1 if include else self.before
+        for records that add one; `lag`: the window ends that many values earlier), NaN where there are fewer (or
+        outside `rows`)."""
+        end = (self.before + 1 if include else self.before) - lag
         wanted = end >= size
         if include:
             wanted &= self.counted
@@ -186,12 +187,11 @@ class _Batch:
             for name, mean_key, std_key in monitor._function_keys({"step": 0, **columns}):
                 state = monitor._functions[name]
                 counted = self.finite[mean_key]
-                means = self.streams["mean:" + name] = _Stream(state.means, columns[mean_key], counted)
+                means = _Stream(state.means, columns[mean_key], counted)
                 self.peak_medians["mean:" + name] = means.medians(size, include=True)
                 self.functions.append((state, mean_key, std_key))
                 if std_key is not None:
                     stds = _Stream(state.stds, columns[std_key], counted & self.finite[std_key])
-                    self.streams["std:" + name] = stds
                     self.peak_medians["std:" + name] = stds.medians(size, include=True)
 
     def _ratio(self, metric: str, counted: np.ndarray) -> None:
@@ -240,19 +240,12 @@ class _Batch:
             return
         rules = self.rules
         rewards, kls = self.streams["pairs:reward"], self.streams["pairs:kl"]
+        # the window: the previous size - 1 pairs and the record's own; its first half against its last quarter
         size = rules.hacking_window
         edge, tail = max(1, size // 2), max(1, size // 4)
-        window_start = rewards.before + 1 - size  # the window: the previous size - 1 pairs and the record's own
-        where = np.flatnonzero(rewards.counted & (window_start >= 0))
-
-        def medians(stream: _Stream, offset: int, length: int) -> np.ndarray:
-            out = np.full(self.n, np.nan)
-            if where.size:
-                out[where] = _medians(sliding_window_view(stream.values, length)[window_start[where] + offset])
-            return out
-
-        reward_start, reward_end = medians(rewards, 0, edge), medians(rewards, size - tail, tail)
-        kl_start, kl_end = medians(kls, 0, edge), medians(kls, size - tail, tail)
+        reward_start = rewards.medians(edge, include=True, lag=size - edge)
+        kl_start = kls.medians(edge, include=True, lag=size - edge)
+        reward_end, kl_end = rewards.medians(tail, include=True), kls.medians(tail, include=True)
         threshold = np.fmax(kl_start + rules.hacking_kl_min_rise, rules.hacking_kl_ratio * kl_start)
         with np.errstate(invalid="ignore"):
             self.candidate |= (reward_end > reward_start) & ~_below(kl_end, threshold)

@@ -22,7 +22,7 @@ import numpy as np
 
 from .alert_batches import observe_columns
 from .alerts import RULE_TYPES, AlertMonitor, AlertRules
-from .series import RunSeries
+from .series import RunSeries, same_key_runs
 from .worker import KeyedWorker
 
 logger = logging.getLogger(__name__)
@@ -194,17 +194,12 @@ def _batches(fresh: dict[str, tuple[np.ndarray, np.ndarray]], kind: str | None
             records.append(current)
         current[names[index]] = value
     plans: dict[tuple[str, ...], list[tuple[str, str]]] = {}
-    start = 0
-    while start < len(records):
-        keys = tuple(records[start])
-        end = start + 1
-        while end < len(records) and end - start < BATCH_RECORDS and tuple(records[end]) == keys:
-            end += 1
-        plan = plans.get(keys)
+    layouts = list(map(tuple, records))
+    for start, end in same_key_runs(layouts, BATCH_RECORDS):
+        plan = plans.get(layouts[start])
         if plan is None:
-            plan = plans[keys] = mapped_record_plan(keys, kind)
+            plan = plans[layouts[start]] = mapped_record_plan(layouts[start], kind)
         batch = records[start:end]
         yield (np.array([record["step"] for record in batch], dtype="f8"),
                {name: np.array([record[source] for record in batch], dtype="f8") for name, source in plan
                 if name != "step"})
-        start = end

@@ -16,7 +16,7 @@ import math
 import sys
 from array import array
 from operator import itemgetter
-from typing import Any, Iterable, Mapping, NamedTuple
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -113,18 +113,13 @@ class RunSeries:
         # every record with the same keys (the common case) in one go, else runs of records with the same keys
         whole = len(rows) >= _COLUMNS_FROM and self._add_columns(rows, tuple(rows[0]), prefix, first_new)
         layouts = [] if whole else list(map(tuple, rows))
-        start = len(rows) if whole else 0
-        while start < len(rows):
-            keys = layouts[start]
-            end = start + 1
-            while end < len(rows) and layouts[end] == keys:
-                end += 1
-            if end - start < _COLUMNS_FROM or not self._add_columns(rows[start:end], keys, prefix, first_new):
+        for start, end in same_key_runs(layouts):
+            if end - start < _COLUMNS_FROM or not self._add_columns(rows[start:end], layouts[start], prefix,
+                                                                    first_new):
                 for record in rows[start:end]:
                     fallback_step, inexact_step = self._add_record(record, prefix, plans, first_new)
                     fallback += fallback_step
                     inexact += inexact_step
-            start = end
         columns = self.columns
         for name in [name for name, start in first_new.items() if not start and not columns[name][0]]:
             del columns[name]  # opened for a key whose values were all missing: no series
@@ -259,6 +254,18 @@ class RunSeries:
         frame = frame.reset_index()
         frame.insert(0, "run_id", run_id)
         return frame
+
+
+def same_key_runs(layouts: list[tuple[Any, ...]], longest: int | None = None) -> Iterator[tuple[int, int]]:
+    """(start, end) of each run of consecutive records with the same keys (`layouts[i]`: record i's keys), at most
+    `longest` records each."""
+    start = 0
+    while start < len(layouts):
+        end = start + 1
+        while end < len(layouts) and layouts[end] == layouts[start] and (longest is None or end - start < longest):
+            end += 1
+        yield start, end
+        start = end
 
 
 def step_index(xs: array) -> pd.Index:

@@ -356,30 +356,38 @@ class FsspecFileSystem:
         return entry
 
     def read(self, path: Any, start: int, limit: int = READ_CHUNK_BYTES) -> tuple[FileStat, bytes]:
+        """Up to `limit` bytes of the object from `start`, and what the object is. The range asked for is not cut at
+        the listed size: an object uploaded again since the listing (an append mirrored as a whole new object) is
+        read as it is now, since one GET returns one version of it. Cut at the old size, the newer object would end
+        inside its next record, which a reader would take for a torn write."""
         key = self.internal(path)
         info = self.stat(path)
         if info.kind != "file":
             raise NotARegularFile(str(path), info.kind)
-        end = min(info.size, start + max(0, limit))
-        if end <= start:
+        limit = max(0, limit)
+        listed_end = min(info.size, start + limit)
+        if listed_end <= start:
             return info, b""
         with self._lock:
             tail = self._tails.get(key)
             if tail is not None and (tail.size, tail.version) == (info.size, info.version) and tail.start <= start:
                 self._tails.move_to_end(key)
-                return info, tail.data[start - tail.start : end - tail.start]
+                return info, tail.data[start - tail.start : listed_end - tail.start]
         try:
-            data = self._call("cat_file", self._cat, key, start, end)
+            data = self._call("cat_file", self._cat, key, start, start + limit)
         except OSError as err:
             if err.errno == errno.EINVAL and "range" in str(err).lower():  # shorter than `start` now (replaced)
                 return info._replace(size=start, version=None), b""
             raise
-        data = bytes(data)
-        if len(data) < end - start:  # shorter than listed: it changed since the listing; this is its end
+        data = bytes(data[:limit])
+        if len(data) < listed_end - start:  # shorter than listed: it changed since the listing; this is its end
             return info._replace(size=start + len(data), version=None), data
-        if len(data) > end - start:
-            data = data[: end - start]
-        if end == info.size and info.version is not None:
+        if start + len(data) > info.size:
+            # longer than listed: uploaded again since the listing. Its end is known only if the read stopped before
+            # `limit`; otherwise it is at least a byte further, so that the caller reads on
+            grown = start + len(data) + (1 if len(data) == limit else 0)
+            return info._replace(size=grown, version=None), data
+        if listed_end == info.size and info.version is not None:
             self._keep_tail(key, info, start, data)
         return info, data
 

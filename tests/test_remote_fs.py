@@ -156,6 +156,38 @@ def test_identity_is_the_path_and_the_window_decides(tmp_path, memory, dashboard
     assert steps(dash, "r") == [1, 2, 3, 4, 5, 6]
 
 
+def test_an_object_uploaded_again_after_the_listing_is_read_as_it_is_now(tmp_path, memory):
+    """The mirror uploads an append as a whole new object; when that lands between a pass's listing and its read, the
+    read gets the new object (one GET is one version), not the new object cut at the listed size: that would end
+    inside the next record, which a reader takes for a torn write."""
+    fs, folder, url = memory
+    upload_run(tmp_path, fs, folder, "r", records(4))
+    remote = FsspecFileSystem(url)
+    store = RunStore(url, "r", follow=True, fs=remote)
+    try:
+        assert [r["step"] for r in store.read_new().metrics] == [1, 2, 3, 4]
+        for start in (5, 9, 13):
+            upload_run(tmp_path, fs, folder, "r", records(2, start=start))
+            remote.begin_pass()
+            listed = remote.stat(f"{url}/r_metrics.json").size  # the pass's listing: steps up to start + 1
+            grown = upload_run(tmp_path, fs, folder, "r", records(2, start=start + 2))  # then uploaded again
+            read = store.read_new()
+            assert [r["step"] for r in read.metrics] == list(range(start, start + 4)), read
+            assert read.problems == [] and not read.more
+            assert len(grown) > listed
+        # a read that stops at `limit` in a grown object says there may be more (its end is not known)
+        remote.begin_pass()
+        listed = remote.stat(f"{url}/r_metrics.json").size
+        grown = upload_run(tmp_path, fs, folder, "r", records(3, start=17))
+        info, data = remote.read(f"{url}/r_metrics.json", 0, listed + 10)
+        assert data == grown[: listed + 10] and info.size > listed + 10 and info.version is None
+        info, data = remote.read(f"{url}/r_metrics.json", 0, len(grown) + 10)
+        assert data == grown and info.size == len(grown)
+    finally:
+        store.close()
+        remote.close()
+
+
 def test_hostile_objects_are_handled_as_damaged_local_files(tmp_path, memory, dashboards):
     """Torn tail, invalid UTF-8, a 'directory' named like a run file: the same records and problems as the same bytes
     in a local folder."""

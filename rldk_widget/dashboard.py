@@ -203,7 +203,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         self._static = StaticOutput(self._render_picture, self._picture_version)
         self.pages = PageServer(self.send, name="rldk-pages")
         self.pages.register("runs.page", self._runs_page)
-        self._samples = SampleService(self.pages, self._samples_grew)
+        self._samples = SampleService(self.pages, self._samples_grew, self._note_sample_problems)
         self._problems = ProblemLog(self, remote=self._fs.remote)
         self._readers = RunReaders(
             self.output_dir, self._fs, self._sweep, self._single_ref, self._lock, self._runs, self._samples,
@@ -510,6 +510,12 @@ class RLDKDashboard(anywidget.AnyWidget):
                     self._samples_timer.start()
             return
         self._send_samples_summary()
+
+    def _note_sample_problems(self, run_id: str, problems: list[str], conditions: dict[str, str | None]) -> None:
+        """What reading a run's samples found (on the samples worker): reported like any other file's problems."""
+        with self._lock:
+            if not self._closed:
+                self._problems.note(run_id, problems, [], conditions=conditions)
 
     def _send_samples_summary(self) -> None:
         with self._lock:
@@ -832,7 +838,7 @@ class RLDKDashboard(anywidget.AnyWidget):
         elif points or alerts:
             self._channel.push(run_id, points if run_id in self.selected else {}, alerts)
             self._changed_since_snapshot = True
-        self._problems.note(run_id, problems, write_errors, counted)
+        self._problems.note(run_id, problems, write_errors, counted, data.conditions)
 
     def _recorded_by_callback(self, run_id: str) -> None:
         """The run has alerts of its own (RLDKCallback wrote it): no health checks, no computed alerts."""

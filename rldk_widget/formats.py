@@ -96,6 +96,8 @@ class ArrayChunk:
     opened: bool = False
     """The chunk began with the array's opening bracket (only asked of a chunk at the start of the file)."""
     single_object: bool = False
+    torn: bool = False
+    """A final chunk ends inside a record (a write in progress, or an interrupted writer): left unread."""
 
 
 def parse_array_chunk(chunk: bytes, at_start: bool, final: bool, name: str) -> ArrayChunk:
@@ -221,8 +223,7 @@ def _parse_tolerantly(chunk: bytes, start: int, end: int, final: bool, out: Arra
         out.consumed = start + len(text[:last_end].encode("utf-8", "surrogateescape"))
     if damaged:
         out.problems.append(f"{name}: skipped {damaged} damaged part(s) between records (complete records kept)")
-    if torn and final:
-        out.problems.append(f"{name}: incomplete last record ignored (writer interrupted?)")
+    out.torn = torn and final
 
 
 def _closes_the_array(line: str) -> bool:

@@ -44,6 +44,7 @@ class TrainerStateReader:
         self.fs = fs
         self.run_id = trainer_state_run_id(self.output_dir)
         self._seen: dict[Path, tuple[Any, int, int]] = {}
+        self._conditions: dict[str, str] = {}  # label of a state file -> why it cannot be used now
         self._returned = 0
         self._first_entry: Any = None
         self.max_steps: int | None = None
@@ -72,40 +73,51 @@ class TrainerStateReader:
                     continue
         return [(path, info) for path, info in found if info.kind == "file"]
 
-    def read_new(self) -> tuple[list[dict[str, Any]], bool, list[str]]:
-        """Mapped records not returned before, whether they replace what was returned, and problems."""
+    def read_new(self) -> tuple[list[dict[str, Any]], bool, dict[str, str | None]]:
+        """Mapped records not returned before, whether they replace what was returned, and the state files whose
+        condition changed: what is wrong with each now, or None. A state file is rewritten in place at each save (a
+        read can find it empty or cut), so what is wrong with one holds only until it reads whole."""
+        conditions = dict(self._conditions)
         changed = []
-        for path, info in self.candidates():
+        candidates = self.candidates()
+        labels = {_label(path) for path, _ in candidates}
+        for label in [label for label in conditions if label not in labels]:
+            del conditions[label]  # gone (a checkpoint deleted by save_total_limit)
+        for path, info in candidates:
             signature = file_signature(info)
             if self._seen.get(path) != signature:
                 changed.append((path, signature))
-        if not changed:
-            return [], False, []
-        problems: list[str] = []
         best: list[dict[str, Any]] | None = None
         best_state: dict[str, Any] = {}
         for path, signature in changed:
-            label = f"{path.parent.name}/{STATE_FILE}"
+            label = _label(path)
             try:
                 info, data = self.fs.read(path, 0, STATE_MAX_BYTES)
                 if info.size > STATE_MAX_BYTES:
                     raise ValueError(f"larger than {STATE_MAX_BYTES >> 20} MiB")
                 state = formats.loads(data)
             except OSError as err:
-                problems.append(f"{label}: cannot read ({describe_error(err)})")
+                conditions[label] = f"{label}: cannot read ({describe_error(err)})"
                 continue
             except ValueError as err:
-                problems.append(f"{label}: unreadable ({err})")
+                conditions[label] = f"{label}: unreadable ({err})"
                 continue
             self._seen[path] = signature
             history = state.get("log_history") if isinstance(state, dict) else None
             if not isinstance(history, list):
-                problems.append(f"{label}: no log_history list")
+                conditions[label] = f"{label}: no log_history list"
                 continue
+            conditions.pop(label, None)
             if best is None or len(history) > len(best):
                 best, best_state = history, state
+        updates = {
+            label: conditions.get(label)
+            for label in {*self._conditions, *conditions}
+            if conditions.get(label) != self._conditions.get(label)
+        }
+        self._conditions = conditions
         if best is None:
-            return [], False, problems
+            return [], False, updates
         if isinstance(best_state.get("max_steps"), int):
             self.max_steps = best_state["max_steps"]
         self.state_fields = {key: value for key, value in best_state.items() if key != "log_history"}
@@ -114,10 +126,10 @@ class TrainerStateReader:
         if start == 0:
             self.summary_log = None
         if len(best) <= start and not reset:
-            return [], False, problems
+            return [], False, updates
         self._first_entry = best[0] if best else None
         self._returned = len(best)
-        return self._map(best[start:]), reset, problems
+        return self._map(best[start:]), reset, updates
 
     def _map(self, entries: list[Any]) -> list[dict[str, Any]]:
         from .trl_keys import detect_trainer_kind, is_summary_log, map_log
@@ -136,3 +148,8 @@ class TrainerStateReader:
             except (TypeError, ValueError) as err:
                 logger.info("skipped a log_history entry: %s", err)
         return records
+
+
+def _label(path: Path) -> str:
+    """How a state file is named in problem texts: `checkpoint-500/trainer_state.json`."""
+    return f"{path.parent.name}/{STATE_FILE}"

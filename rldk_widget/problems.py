@@ -1,7 +1,8 @@
 """ProblemLog: what a dashboard could not read or write, per run, and the status line that shows it.
 
 Each problem text is kept once per run (or folder); running counts — records placed at a fallback step or at an
-inexact one — are kept by key and replaced in place as they grow. The status line shows the write errors while
+inexact one — are kept by key and replaced in place as they grow. A file's condition (it cannot be read, it ends
+inside a record: tailfile.py) is kept per file and replaced at each read of it, so it goes when it stops being true. The status line shows the write errors while
 there are any, else a remote folder's state while it does not answer, then the newest three problems. A remote
 folder's failures to answer are not a file's problem: they are in the remote state only (remote_fs.py).
 """
@@ -27,15 +28,23 @@ class ProblemLog:
     def __init__(self, widget: StatusLine, remote: bool) -> None:
         self._widget = widget
         self._remote = remote
-        self._problems: dict[str, dict[str, str]] = {}
+        self._problems: dict[str, dict[str | tuple[str, str], str]] = {}
         self._step_counts: dict[tuple[str, str], list[int]] = {}
         self._remote_note: str | None = None
 
     def note(
-        self, run_id: str, problems: list[str], write_errors: list[str], counted: Mapping[str, str] | None = None
+        self,
+        run_id: str,
+        problems: list[str],
+        write_errors: list[str],
+        counted: Mapping[str, str] | None = None,
+        conditions: Mapping[str, str | None] | None = None,
+        *,
+        all_conditions: bool = False,
     ) -> None:
         """Remember problems per run (each text once; `counted` ones by key, replaced as their counts grow) and
-        show the newest three, or the write errors, in the status line."""
+        show the newest three, or the write errors, in the status line. `conditions`: per file, what is wrong with
+        it now, or None; with `all_conditions`, the run's other files have no condition any more."""
         if self._remote:
             problems = [p for p in problems if REMOTE_UNAVAILABLE not in p]
             if counted:
@@ -46,6 +55,17 @@ class ProblemLog:
             if known.get(key) != problem:
                 known.pop(key, None)
                 known[key] = problem
+                changed = True
+        updates = dict(conditions or {})
+        if all_conditions:
+            updates = {**{key[1]: None for key in known if isinstance(key, tuple)}, **updates}
+        for source, condition in updates.items():
+            key = ("condition", source)
+            if condition is None:
+                changed = known.pop(key, None) is not None or changed
+            elif known.get(key) != condition and not (self._remote and REMOTE_UNAVAILABLE in condition):
+                known.pop(key, None)  # (a remote that does not answer says nothing new about the file)
+                known[key] = condition
                 changed = True
         if write_errors:
             message = "; ".join(write_errors) + " — records are kept in memory and written when possible"

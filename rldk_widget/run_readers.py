@@ -99,12 +99,12 @@ class RunReaders:
             except Exception as err:  # noqa: BLE001 - discovery must not break the caller
                 self._reading_failed(str(self._output_dir), err)
                 return False
-            self._problems.note(str(self._output_dir), list(self._sweep.scan_problems), [])
-            if update.problem_runs:
-                problems = self._sweep.problems()
-                for run_id in update.problem_runs:
-                    if run_id not in self._loaded:  # a loaded run's own reads report its files
-                        self._problems.note(run_id, problems.get(run_id, []), [])
+            scan_problems = {problem: problem for problem in self._sweep.scan_problems}  # the folders' state now
+            self._problems.note(str(self._output_dir), [], [], conditions=scan_problems, all_conditions=True)
+            for run_id in update.problem_runs:
+                if run_id not in self._loaded:  # a loaded run's own reads report its files
+                    problems, conditions = self._sweep.run_problems(run_id)
+                    self._problems.note(run_id, problems, [], conditions=conditions, all_conditions=True)
             changed = bool(update.added or update.removed or update.changed)
             if not (update.added or update.removed) and len(self.refs) >= len(self._sweep.runs):
                 return changed  # the runs are those of the last pass
@@ -283,12 +283,12 @@ class RunReaders:
     def _poll_trainer_state(self, run_id: str, reader: TrainerStateReader) -> None:
         """A Hugging Face output folder: its trainer_state.json log history."""
         self._samples.touch(run_id)
-        records, reset, problems = reader.read_new()
-        if not (records or reset or problems):
+        records, reset, conditions = reader.read_new()
+        if not (records or reset or conditions):
             return
         if reader.max_steps is not None or reader.trainer_kind is not None:
             self._set_run_info(run_id, reader.max_steps, reader.trainer_kind)
-        data = RunData(metrics=records, reset={"metrics"} if reset else set(), problems=problems)
+        data = RunData(metrics=records, reset={"metrics"} if reset else set(), conditions=conditions)
         self._ingest(run_id, data, [])
 
     def _reading_failed(self, run_id: str, err: BaseException) -> None:

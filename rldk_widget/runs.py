@@ -76,6 +76,10 @@ class _RunState:
     problems: list[str] = field(default_factory=list)
     problems_noted: int = 0
     """Problems ever added to `problems` (which keeps the newest MAX_PROBLEMS_PER_RUN)."""
+    conditions: dict[str, str] = field(default_factory=dict)
+    """Per file, what is wrong with it now (replaced at each read of it: tailfile.Read.condition)."""
+    conditions_noted: int = 0
+    """Changes to `conditions` so far."""
 
 
 MAX_PROBLEMS_PER_RUN = 20
@@ -209,7 +213,7 @@ class Sweep:
             due.update(dict.fromkeys(run_id for run_id in self._order if run_id in self._unsigned))
         for run_id in due:
             state = self._runs[run_id]
-            before = state.problems_noted
+            before, conditions_before = state.problems_noted, state.conditions_noted
             try:
                 changed = self._poll(state)
             except Exception as err:  # noqa: BLE001 - a reader bug must not stop the other runs
@@ -221,6 +225,9 @@ class Sweep:
                 update.changed.append(run_id)
             if state.problems_noted != before:
                 update.problems.extend(state.problems[-min(state.problems_noted - before, len(state.problems)):])
+            if state.conditions_noted != conditions_before:
+                update.problems.extend(state.conditions.values())
+            if state.problems_noted != before or state.conditions_noted != conditions_before:
                 update.problem_runs.append(run_id)
         if self._cache_dirty and self.clock() - self._cache_saved_at >= self.cache_interval:
             self.save_cache()
@@ -325,7 +332,7 @@ class Sweep:
                 if records:
                     summary.add_records(records, prefix)
             summary.add_alerts(data.alerts)
-            self._note(state, [f"{ref.name}: {problem}" for problem in data.problems])
+            self._note(state, [f"{ref.name}: {problem}" for problem in data.problems], data.conditions)
             if not data.more:
                 break
         info = store.read_info()
@@ -340,11 +347,11 @@ class Sweep:
             state.reader = TrainerStateReader(ref.folder, self.fs)
         reader: TrainerStateReader = state.reader
         if records:
-            new, reset, problems = reader.read_new()
+            new, reset, conditions = reader.read_new()
             if reset:
                 summary.reset("metrics")
             summary.add_records(new)
-            self._note(state, [f"{ref.name}: {problem}" for problem in problems])
+            self._note(state, [], conditions)
         entries = self.finder.entries(ref.rel)
         newest = (signature.get("checkpoint-*") or [None])[-1]
         config_signature = [signature.get(name) for name in FOLDER_CONFIG_FILES] + [newest]
@@ -360,12 +367,23 @@ class Sweep:
             info["train_runtime"] = runtime
         summary.set_info(info)
 
-    def _note(self, state: _RunState, problems: Iterable[str]) -> None:
+    def _note(
+        self, state: _RunState, problems: Iterable[str], conditions: Mapping[str, str | None] | None = None
+    ) -> None:
+        """Problems (each text once) and, per file, what is wrong with it now (None: nothing any more)."""
         for problem in problems:
             if problem not in state.problems:
                 state.problems.append(problem)
                 state.problems_noted += 1
         del state.problems[:-MAX_PROBLEMS_PER_RUN]
+        for source, condition in (conditions or {}).items():
+            text = None if condition is None else f"{state.ref.name}: {condition}"
+            if state.conditions.get(source) != text:
+                if text is None:
+                    del state.conditions[source]
+                else:
+                    state.conditions[source] = text
+                state.conditions_noted += 1
 
     # ---- what a table shows -----------------------------------------------------------------------------------
     def summary(self, run_id: str) -> RunSummary:
@@ -378,8 +396,16 @@ class Sweep:
     def problems(self) -> dict[str, list[str]]:
         """Problems by run id ("" for discovery), as the status line or a load report shows them."""
         out = {"": list(self.scan_problems)} if self.scan_problems else {}
-        out.update({run_id: list(s.problems) for run_id, s in self._runs.items() if s.problems})
+        out.update({
+            run_id: [*s.problems, *s.conditions.values()] for run_id, s in self._runs.items()
+            if s.problems or s.conditions
+        })
         return out
+
+    def run_problems(self, run_id: str) -> tuple[list[str], dict[str, str]]:
+        """The run's problems (each said once) and its files' conditions now (by file)."""
+        state = self._runs.get(run_id)
+        return ([], {}) if state is None else (list(state.problems), dict(state.conditions))
 
     def config(self, run_id: str) -> dict[str, Any]:
         """The run's configuration as flat keys (see `run_config`): recorded by the callback or read from the

@@ -81,6 +81,8 @@ class IndexUpdate:
 
     steps: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    conditions: dict[str, str | None] = field(default_factory=dict)
+    """The samples file's condition after the read, by file name (tailfile.Read.condition)."""
     more: bool = False
     reset: bool = False
 
@@ -178,6 +180,7 @@ class SampleIndex:
         self._parquet_ids: dict[tuple[Path, str], int] = {}
         self._parquet_cache: OrderedDict[int, list[ParquetRow]] = OrderedDict()
         self._problems: dict[str, None] = {}
+        self._condition: str | None = None
         self._bad_records = 0
         self._touched = set()
         for folder in list(self._folders):
@@ -222,6 +225,7 @@ class SampleIndex:
                 read = self._reader.read_new(limit)  # type: ignore[union-attr]
             self._add_records(read.records, result)
             result.problems.extend(read.problems)
+            result.conditions[self._reader.path.name] = self._condition = read.condition
             result.more = read.more
         for folder in self._folders.values():
             batches, problems, more = folder.poll(self._reward_names or None, max_files)
@@ -237,15 +241,16 @@ class SampleIndex:
             part = self.update()
             total.steps = sorted(set(total.steps) | set(part.steps)) if not part.reset else part.steps
             total.problems.extend(p for p in part.problems if p not in total.problems)
+            total.conditions.update(part.conditions)
             total.reset = total.reset or part.reset
             if not part.more:
                 return total
 
     @property
     def problems(self) -> list[str]:
-        """Everything that could not be read so far, each text once."""
+        """Everything that could not be read so far, each text once, and what is wrong with the samples file now."""
         with self._lock:
-            return list(self._problems)
+            return [*self._problems, *([self._condition] if self._condition else [])]
 
     def _add_records(self, records: list[dict[str, Any]], result: IndexUpdate) -> None:
         batch: list[_Item] = []
@@ -489,7 +494,7 @@ class SampleIndex:
                 "reward_names": list(self._reward_names),
                 "sort_columns": self.sort_columns(),
                 "flags": [*FLAG_NAMES, "identical"],
-                "problems": list(self._problems),
+                "problems": self.problems,
             }
 
     def sort_columns(self) -> list[str]:

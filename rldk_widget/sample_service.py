@@ -35,13 +35,21 @@ MAX_QUERY_CHARS = 1000
 
 
 class SampleService:
-    def __init__(self, pages: PageServer, on_change: Callable[[], None]) -> None:
-        """`on_change()` is called (on the worker) when a run's steps changed: the dashboard resends summaries."""
+    def __init__(
+        self,
+        pages: PageServer,
+        on_change: Callable[[], None],
+        on_problems: Callable[[str, list[str], dict[str, str | None]], None],
+    ) -> None:
+        """`on_change()` is called (on the worker) when a run's steps changed: the dashboard resends summaries;
+        `on_problems(run_id, problems, conditions)` when reading a run's samples found damage, or a samples file's
+        condition changed (problems.ProblemLog.note)."""
         self._on_change = on_change
+        self._on_problems = on_problems
         self._indexes: dict[str, SampleIndex] = {}
         self._lock = threading.Lock()
         self._worker = KeyedWorker(self._update, "rldk-samples")
-        self.problems: dict[str, list[str]] = {}
+        self._conditions: dict[str, dict[str, str | None]] = {}  # per run: the conditions last passed on
         for what, handler in (
             ("samples.steps", self._steps),
             ("samples.step", self._step),
@@ -93,9 +101,11 @@ class SampleService:
         while not self._worker.closed:
             update = index.update()
             changed = changed or bool(update.steps) or update.reset
-            if update.problems:
-                known = self.problems.setdefault(run_id, [])
-                known.extend(p for p in update.problems if p not in known)
+            said = self._conditions.setdefault(run_id, {})
+            conditions = {name: text for name, text in update.conditions.items() if said.get(name) != text}
+            if update.problems or conditions:
+                said.update(conditions)
+                self._on_problems(run_id, update.problems, conditions)
             if not update.more:
                 break
         if changed:

@@ -89,12 +89,16 @@ class RunData:
     """Each with `_at`: (offset, length) of its JSON object in the file, or None (see `IndexedJsonArrayFile`)."""
     reset: set[str] = field(default_factory=set)
     problems: list[str] = field(default_factory=list)
+    """Damage stepped over (said once)."""
+    conditions: dict[str, str | None] = field(default_factory=dict)
+    """Per file read, by name: what is wrong with it now, or None (tailfile.Read.condition). A report replaces
+    each file's condition by this one."""
     more: bool = False
 
     def __bool__(self) -> bool:
         return bool(
             self.metrics or self.alerts or self.ppo_metrics or self.checkpoint_summary or self.samples or self.reset
-            or self.problems
+            or self.problems or any(self.conditions.values())
         )
 
 
@@ -225,6 +229,7 @@ class RunStore:
             if read.reset:
                 data.reset.add(kind)
             data.problems.extend(read.problems)
+            data.conditions[self._files[kind].path.name] = read.condition
             data.more = data.more or read.more
         return data
 
@@ -239,6 +244,7 @@ class RunStore:
                 for kind in kinds:
                     getattr(data, kind).extend(getattr(part, kind))
                 data.problems.extend(p for p in part.problems if p not in data.problems)
+                data.conditions.update(part.conditions)
                 if not part.more:
                     break
         finally:

@@ -9,6 +9,11 @@ A reader remembers the file's identity, the offset just past the last complete r
 before it (the window). Each read starts at the window: if those bytes are unchanged, what follows is new;
 otherwise, or if the file is another one now or got shorter, it is read again whole (`reset`). Reads go chunk by
 chunk (`fs.READ_CHUNK_BYTES`), so a huge file is never held in memory at once.
+
+What a read finds wrong comes two ways. `problems` are damage stepped over (records lost for good: said once).
+`condition` is the file's state, true until a read finds otherwise: it cannot be read, or it ends inside a record
+(a write in progress — another tool's buffered writer flushes mid-record — or a writer killed mid-write). Readers that
+keep a report replace a file's condition at each read, so the report never goes on saying what stopped being true.
 """
 
 from __future__ import annotations
@@ -49,6 +54,8 @@ class Read(NamedTuple):
     problems: list[str]
     more: bool
     """Bytes are left to read: call again (each call reads at most about one chunk)."""
+    condition: str | None = None
+    """What is wrong with the file now (see the module docstring), or None."""
 
 
 def lock_exclusive(fd: int) -> None:
@@ -80,6 +87,8 @@ class TailFile:
 
     CLOSING = b""
     """Bytes every complete write leaves after the read position (a JSON array's closing bracket)."""
+    TORN = "incomplete last record, not read yet (a write in progress, or the writer was interrupted)"
+    """The condition of a file that ends inside a record (after the file's name)."""
 
     def __init__(self, path: Path, follow: bool, fs: FileSystem = LOCAL) -> None:
         self.path = path
@@ -98,6 +107,7 @@ class TailFile:
         self._problems: list[str] = []
         self._unwritten: Encoded = []
         self._reset_pending = False
+        self._condition: str | None = None
         self._seen_stat: tuple[Any, int, int] | None = None
         self.last_error: str | None = None
 
@@ -109,7 +119,7 @@ class TailFile:
             if self._unchanged_stat():
                 records, reset, problems, more = [], False, [], False
             else:
-                records, reset, problems, more = self._catch_up(None, limit)
+                records, reset, problems, more, _ = self._catch_up(None, limit)
             if self._reset_pending:
                 reset, self._reset_pending = True, False
             if self._delivered:
@@ -118,7 +128,7 @@ class TailFile:
             if self._problems:
                 problems = self._problems + problems
                 self._problems = []
-            return Read(records, reset, problems, more)
+            return Read(records, reset, problems, more, self._condition)
 
     def _unchanged_stat(self) -> bool:
         """A poll of a file nobody touched, in one stat: the same file, size and modification time as when it was
@@ -146,6 +156,7 @@ class TailFile:
                 size = os.fstat(fd).st_size
                 if self._skip_to_end(fd, size):
                     self._identity, self._size = self._fd_identity, size
+                    self._condition = None
                     return Read([], False, [], False)
             window = len(self._window)
             start = self._offset - window
@@ -166,8 +177,9 @@ class TailFile:
                 new = data[window:]
                 if not new or (final and new == self.CLOSING):
                     self._remember_stat(fd, info, final)
+                    self._condition = None
                     return Read([], reset, [], False)
-                records, consumed, problems = self._parse(new, at_start=self._offset == 0, final=final)
+                records, consumed, problems, torn = self._parse(new, at_start=self._offset == 0, final=final)
                 if consumed or final:
                     break
                 # nothing complete in the chunk (one record longer than it): read a larger one
@@ -178,15 +190,19 @@ class TailFile:
             if reset:
                 self._forget_position()
                 self._identity = None
+            self._condition = None
             return Read([], reset, [], False)
         except OSError as err:
-            return Read([], False, [f"{self.path.name}: cannot read ({describe_error(err)})"], False)
+            self._condition = f"{self.path.name}: cannot read ({describe_error(err)})"
+            return Read([], False, [], False, self._condition)
         if consumed:
             self._offset += consumed
             end = window + consumed
             self._window = data[max(0, end - WINDOW_BYTES) : end]
-        self._remember_stat(fd, info, final and not problems)
-        return Read(records, reset, problems, not final)
+        torn = torn and final
+        self._condition = f"{self.path.name}: {self.TORN}" if torn else None
+        self._remember_stat(fd, info, final and not problems and not torn)
+        return Read(records, reset, problems, not final, self._condition)
 
     def _as_left(self, size: int) -> bool:
         """The append path's common case, from the size seen under the lock: the reader is at the writer's file and
@@ -208,7 +224,9 @@ class TailFile:
         self._has_items = False
         self._delivered = self.unwritten
 
-    def _parse(self, chunk: bytes, at_start: bool, final: bool) -> tuple[list[dict[str, Any]], int, list[str]]:
+    def _parse(self, chunk: bytes, at_start: bool, final: bool) -> tuple[list[dict[str, Any]], int, list[str], bool]:
+        """The chunk's complete records, the bytes they take, the damage stepped over, and whether a final chunk
+        ends inside a record (left for a later read)."""
         raise NotImplementedError
 
     def _skip_to_end(self, fd: int, size: int) -> bool:
@@ -380,13 +398,13 @@ class JsonArrayFile(TailFile):
         super()._forget_position()
         self._not_an_array = False
 
-    def _parse(self, chunk: bytes, at_start: bool, final: bool) -> tuple[list[dict[str, Any]], int, list[str]]:
+    def _parse(self, chunk: bytes, at_start: bool, final: bool) -> tuple[list[dict[str, Any]], int, list[str], bool]:
         parsed = formats.parse_array_chunk(chunk, at_start, final, self.path.name)
         if parsed.values:
             self._has_items = True
         if at_start and parsed.consumed and not parsed.opened:
             self._not_an_array = True  # a bare object or values without brackets: rewritten before an append
-        return parsed.records, parsed.consumed, parsed.problems
+        return parsed.records, parsed.consumed, parsed.problems, parsed.torn
 
     def _skip_to_end(self, fd: int, size: int) -> bool:
         if size < WRITER_SKIP_BYTES:
@@ -430,6 +448,8 @@ class JsonArrayFile(TailFile):
 class CsvFile(TailFile):
     """CSV with one header line; rows are appended, the header is written once."""
 
+    TORN = "incomplete last line, not read yet (a write in progress, or the writer was interrupted)"
+
     def __init__(self, path: Path, follow: bool, fs: FileSystem = LOCAL) -> None:
         super().__init__(path, follow, fs)
         self.header: list[str] | None = None
@@ -440,12 +460,10 @@ class CsvFile(TailFile):
         self.header = None
         self.rows_read = 0
 
-    def _parse(self, chunk: bytes, at_start: bool, final: bool) -> tuple[list[dict[str, Any]], int, list[str]]:
+    def _parse(self, chunk: bytes, at_start: bool, final: bool) -> tuple[list[dict[str, Any]], int, list[str], bool]:
         problems: list[str] = []
         bom = len(formats.BOM) if at_start and chunk.startswith(formats.BOM) else 0
         parsed = formats.parse_csv_chunk(chunk[bom:], final, len(self.header) if self.header else None)
-        if parsed.torn:
-            problems.append(f"{self.path.name}: incomplete last line ignored (writer interrupted?)")
         records: list[dict[str, Any]] = []
         bad = 0
         for row in parsed.rows:
@@ -466,7 +484,7 @@ class CsvFile(TailFile):
             records.append(record)
         if bad:
             problems.append(f"{self.path.name}: {bad} row(s) with missing or extra columns (extra ones ignored)")
-        return records, (bom + parsed.consumed) if parsed.consumed else 0, problems
+        return records, (bom + parsed.consumed) if parsed.consumed else 0, problems, parsed.torn
 
     def _write_at_tail(self, fd: int, pending: Encoded) -> None:
         records = [record for record, _ in pending]
@@ -519,19 +537,19 @@ class IndexedJsonArrayFile(JsonArrayFile):
         super().__init__(path, follow, fs)
         self.head_until = head_until
 
-    def _parse(self, chunk: bytes, at_start: bool, final: bool) -> tuple[list[dict[str, Any]], int, list[str]]:
+    def _parse(self, chunk: bytes, at_start: bool, final: bool) -> tuple[list[dict[str, Any]], int, list[str], bool]:
         base = self._offset
         position = 0
         if at_start:
             position = len(formats.BOM) if chunk.startswith(formats.BOM) else 0
             stripped = chunk[position:].lstrip(formats.WHITESPACE)
             if not stripped:
-                return [], 0, []
+                return [], 0, [], False
             if stripped[:1] != b"[":
-                records, consumed, problems = super()._parse(chunk, True, final)
+                records, consumed, problems, torn = super()._parse(chunk, True, final)
                 for record in records:
                     record[RECORD_AT] = None
-                return records, consumed, problems
+                return records, consumed, problems, torn
             position = len(chunk) - len(stripped) + 1
         end = len(chunk) if final else chunk.rfind(b"\n") + 1
         records: list[dict[str, Any]] = []
@@ -539,6 +557,7 @@ class IndexedJsonArrayFile(JsonArrayFile):
         skipped = 0
         damaged = 0
         problems: list[str] = []
+        torn = False
         whitespace = formats.WHITESPACE
         for line in chunk[position:end].split(b"\n"):
             line_start = position
@@ -580,6 +599,7 @@ class IndexedJsonArrayFile(JsonArrayFile):
                     record[RECORD_AT] = None
                 records.extend(rest.records)
                 problems.extend(rest.problems)
+                torn = rest.torn
                 if rest.consumed:
                     consumed = start + rest.consumed
                 break
@@ -594,7 +614,7 @@ class IndexedJsonArrayFile(JsonArrayFile):
             problems.append(f"{self.path.name}: skipped {skipped} item(s) that are not objects")
         if damaged:
             problems.append(f"{self.path.name}: {damaged} damaged line(s) skipped (complete records kept)")
-        return records, consumed, problems
+        return records, consumed, problems, torn
 
 
 def _loads_object(body: bytes) -> Any:

@@ -183,6 +183,7 @@ def test_a_read_error_is_reported_and_what_was_read_stays(tmp_path, monkeypatch,
         write_metrics(tmp_path, [3])
         dash.update_data()
         assert steps_shown(dash) == [0, 1, 2, 3]
+        assert dash.load_report == {} and dash.status["level"] == "ok"  # readable again: no longer said
     finally:
         dash.close()
 
@@ -335,6 +336,10 @@ def test_an_unlistable_output_dir_is_reported(tmp_path, monkeypatch):
         monkeypatch.setattr(fs_module.LocalFileSystem, "listdir", lambda self, folder: denied(folder))
         dash.update_data()
         assert f"cannot list {tmp_path}: Permission denied" in report_text(dash)
+        monkeypatch.undo()
+        write_metrics(tmp_path, range(2))
+        dash.update_data()  # listable again: the runs appear and the folder's problem goes
+        assert dash.run_ids == ["r"] and dash.load_report == {} and dash.status["level"] == "ok"
     finally:
         monkeypatch.undo()
         dash.close()

@@ -307,7 +307,7 @@ def test_damaged_torn_and_foreign_samples_files(tmp_path):
     assert [r["step"] for r in out.records] == [0, 1, 2] and out.records[1][RECORD_AT] is None
     # a torn last record (writer killed mid-append)
     out = read(b"[\n" + good[0] + b",\n" + good[1][:10])
-    assert [r["step"] for r in out.records] == [0] and any("incomplete" in p for p in out.problems)
+    assert [r["step"] for r in out.records] == [0] and "incomplete" in out.condition
     # pretty-printed, and a bare object: read, without offsets
     out = read(orjson.dumps([orjson.loads(g) for g in good], option=orjson.OPT_INDENT_2))
     assert [r["step"] for r in out.records] == [0, 1, 2, 3] and all(r[RECORD_AT] is None for r in out.records)
@@ -335,4 +335,4 @@ def test_writer_appends_after_a_torn_record_and_the_file_stays_line_per_record(t
 def test_special_file_named_like_a_samples_file(tmp_path):
     os.mkfifo(tmp_path / "r_samples.json")
     read = RunStore(tmp_path, "r").read_new(("samples",))
-    assert read.samples == [] and any("FIFO" in p for p in read.problems)
+    assert read.samples == [] and "FIFO" in read.conditions["r_samples.json"]

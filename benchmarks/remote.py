@@ -4,6 +4,10 @@ s3fs; tests/remote_server.py), counted with botocore's event hooks on the dashbo
 - requests and bytes per refresh pass of a dashboard over 50 runs in one prefix (`from_dir("s3://...")`), with nothing
   new and with one run appending (its object uploaded whole before each pass, as the mirror does). Target: one
   listing per pass, plus one range read for the changed run (the 32-byte window check and the new bytes in one GET).
+- how soon a mirrored record shows: a job in another process (tests/remote_writer.py) appends a record every 0.1 s and
+  mirrors every `LATENCY_MIRROR_S`; a dashboard over the prefix refreshes every `LATENCY_REFRESH_S`. Per record, the
+  time from its append to the first pass that shows it, and the passes whose report was not empty (a torn read).
+  Target: every record within the two intervals plus a second (the upload and the pass).
 - the extra cost of mirroring on the training step: a tiny GRPO run (TRL, CPU) with `RLDKCallback(mirror_to=...)`, in
   the paired-segment design of overhead.py (its helpers): the callback writes in every step, the mirror uploads only
   in the 'with' segments (a segment that ends waits for an upload in flight, so none of it lands in the next one), and
@@ -18,6 +22,7 @@ Skipped, with a row that says so, when s3fs or moto are not installed (the test-
 from __future__ import annotations
 
 import gc
+import math
 import os
 import random
 import statistics
@@ -37,8 +42,11 @@ RUNS = 50
 STEPS_PER_RUN = 200
 APPENDED_PER_PASS = 5
 MIRROR_INTERVAL_S = 1.0
-FULL = dict(passes=20, paired_runs=10, pairs=4, segment=40, paired_warmup=20)
-QUICK = dict(passes=3, paired_runs=1, pairs=1, segment=4, paired_warmup=2)
+FULL = dict(passes=20, paired_runs=10, pairs=4, segment=40, paired_warmup=20, latency_steps=200)
+QUICK = dict(passes=3, paired_runs=1, pairs=1, segment=4, paired_warmup=2, latency_steps=20)
+LATENCY_MIRROR_S = 0.5
+LATENCY_REFRESH_S = 0.5
+LATENCY_STEP_S = 0.1
 
 TARGET_IDLE_REQUESTS = 1  # per pass, nothing new: the listing
 TARGET_APPEND_REQUESTS = 2  # per pass, one run appending: the listing and one range read
@@ -191,14 +199,76 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         with c.temp_dir(NAME) as tmp:
             passes = measure_passes(server, tmp, cfg)
+            latency = mirror_latency(server, tmp, cfg)
             mirrored = mirror_overhead(server, tmp, cfg)
     finally:
         server.stop()
-    data = {"passes": passes, "mirror": mirrored}
+    data = {"passes": passes, "latency": latency, "mirror": mirrored}
     tables += pass_tables(passes, checks)
+    tables += latency_tables(latency, checks)
     tables += mirror_tables(mirrored, cfg, checks)
     c.write_results(NAME, args, tables, checks, data, started)
     return data
+
+
+def mirror_latency(server, tmp: Path, cfg: dict) -> dict:
+    """A mirrored job in another process and a dashboard following its prefix: per record, append → shown."""
+    import json
+    import subprocess
+
+    from rldk_widget import RLDKDashboard
+
+    bucket = f"latency-{uuid.uuid4().hex[:8]}"
+    server.make_bucket(bucket)
+    url = f"s3://{bucket}/sweep"
+    env = {**os.environ, "RLDK_TEST_STORAGE_OPTIONS": json.dumps(server.storage_options()), "RLDK_TEST_S3_RETRIES": "2",
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), *sys.path])}
+    writer = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve().parents[1] / "tests" / "remote_writer.py"), "--out",
+         str(tmp / "latency-job"), "--run-id", "job", "--mirror", url, "--steps", str(cfg["latency_steps"]),
+         "--step-s", str(LATENCY_STEP_S), "--mirror-interval", str(LATENCY_MIRROR_S)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    dash = RLDKDashboard.from_dir(url, storage_options=server.storage_options(), auto_refresh=False)
+    shown_after: dict[int, float] = {}
+    passes = reported = 0
+    try:
+        deadline = time.monotonic() + 60 + cfg["latency_steps"] * LATENCY_STEP_S * 3
+        while len(shown_after) < cfg["latency_steps"] and time.monotonic() < deadline:
+            time.sleep(LATENCY_REFRESH_S)
+            dash.update_data()
+            passes += 1
+            reported += bool(dash.load_report)
+            if "job" not in dash.run_ids:
+                continue
+            frame = dash.to_dataframe("job")
+            now = time.time()
+            for step, stamp in zip(frame["step"], frame["timestamp"]):
+                shown_after.setdefault(int(step), now - float(stamp))
+        errors = writer.communicate(timeout=60)[1]
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        dash.close()
+    if writer.returncode != 0:
+        raise RuntimeError(f"the mirrored job failed: {errors[-2000:]}")
+    return {"steps": cfg["latency_steps"], "shown": len(shown_after), "latency_s": [shown_after[s] for s in
+            sorted(shown_after)], "passes": passes, "passes_with_problems": reported}
+
+
+def latency_tables(latency: dict, checks: c.Checks) -> list[c.Table]:
+    table = c.Table(
+        f"How soon a mirrored record shows: a job appending every {LATENCY_STEP_S:g} s and mirroring every "
+        f"{LATENCY_MIRROR_S:g} s, a dashboard over its prefix refreshing every {LATENCY_REFRESH_S:g} s",
+        ["records", "shown", "append → shown (median)", "p90", "max", "passes", "passes with a problem reported"],
+    )
+    s = c.summary(latency["latency_s"] or [math.inf])
+    table.add(latency["steps"], latency["shown"], c.fmt_time(s["median"]), c.fmt_time(s["p90"]), c.fmt_time(s["max"]),
+              latency["passes"], latency["passes_with_problems"])
+    checks.add("mirrored records shown", latency["shown"], latency["steps"], "count", higher_is_better=True)
+    checks.add("append → shown, slowest record", s["max"], LATENCY_MIRROR_S + LATENCY_REFRESH_S + 1.0, "s")
+    checks.add("passes reporting a problem (a torn read)", latency["passes_with_problems"], 0, "count")
+    return [table]
 
 
 def mirror_overhead(server, tmp: Path, cfg: dict) -> dict:

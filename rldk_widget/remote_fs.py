@@ -258,6 +258,7 @@ class FsspecFileSystem:
         self._lock = threading.Lock()
         self._pass = 0
         self._listings: dict[str, _Listing] = {}
+        self._listing_gates: dict[str, threading.Lock] = {}
         self._folders: set[str] = {self.root}
         self._tails: OrderedDict[str, _Tail] = OrderedDict()
         self._tail_bytes = 0
@@ -404,6 +405,15 @@ class FsspecFileSystem:
         if cached is not None:
             return cached.entries
         with self._lock:
+            gate = self._listing_gates.setdefault(key, threading.Lock())
+        with gate:  # one listing of a folder at a time: a reader on another thread (the samples worker) uses it too
+            cached = self._cached(key)
+            if cached is not None:
+                return cached.entries
+            return self._list(key)
+
+    def _list(self, key: str) -> dict[str, FileStat] | None:
+        with self._lock:
             pass_no = self._pass
         try:
             raw = self._call("ls", self._ls, key)
@@ -426,6 +436,7 @@ class FsspecFileSystem:
                 oldest = sorted(self._listings, key=lambda k: self._listings[k].at)[:5000]
                 for stale in oldest:
                     del self._listings[stale]
+                    self._listing_gates.pop(stale, None)
         return entries
 
     def _ls(self, key: str, timeout: float) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ redaction, the missing-package error, and the mirror (mirror.py, RLDKCallback(mi
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from types import SimpleNamespace
@@ -245,22 +246,49 @@ def test_file_url_and_nested_sweep_work_unchanged(tmp_path, dashboards):
 
 
 class SlowMemoryFileSystem(MemoryFileSystem):
-    """memory://, but `delay` seconds late on every listing and read (a remote that is slow or hangs)."""
+    """memory://, but every listing and read waits until `answering` is set (a remote that hangs; at most a minute)."""
 
     protocol = "slowmem"
 
     @classmethod
     def _strip_protocol(cls, path):
         return MemoryFileSystem._strip_protocol(path.replace("slowmem://", "memory://", 1))
-    delay = 0.0
+    answering = threading.Event()
+    answering.set()
 
     def ls(self, path, detail=True, **kwargs):
-        time.sleep(SlowMemoryFileSystem.delay)
+        SlowMemoryFileSystem.answering.wait(60)
         return super().ls(path, detail=detail, **kwargs)
 
     def cat_file(self, path, start=None, end=None, **kwargs):
-        time.sleep(SlowMemoryFileSystem.delay)
+        SlowMemoryFileSystem.answering.wait(60)
         return super().cat_file(path, start=start, end=end, **kwargs)
+
+
+def test_readers_on_two_threads_share_one_listing_per_pass(tmp_path):
+    """The dashboard's pass and the samples worker stat the same folder at once: one listing answers both."""
+    fsspec.register_implementation("slowmem", SlowMemoryFileSystem, clobber=True)
+    fs = SlowMemoryFileSystem()
+    folder = f"/slow-{uuid.uuid4().hex[:8]}"
+    upload_run(tmp_path, fs, folder, "s", records(3))
+    remote = FsspecFileSystem(f"slowmem://{folder.lstrip('/')}", timeout=30)
+    try:
+        SlowMemoryFileSystem.answering.clear()  # the first listing is slow: the other thread asks meanwhile
+        sizes: list[int] = []
+        threads = [threading.Thread(target=lambda: sizes.append(remote.stat(f"{remote.root_url}/s_metrics.json").size))
+                   for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: remote.requests.get("ls", 0) == 1, what="the first listing to start")
+        time.sleep(0.2)  # the second reader has asked by now
+        SlowMemoryFileSystem.answering.set()
+        for thread in threads:
+            thread.join(10)
+        assert len(sizes) == 2 and sizes[0] == sizes[1] > 0
+        assert remote.requests == {"ls": 1}
+    finally:
+        SlowMemoryFileSystem.answering.set()
+        remote.close()
 
 
 def test_a_slow_remote_is_bounded_by_the_timeout_and_backs_off(tmp_path, dashboards, monkeypatch):
@@ -270,12 +298,12 @@ def test_a_slow_remote_is_bounded_by_the_timeout_and_backs_off(tmp_path, dashboa
     upload_run(tmp_path, fs, folder, "s", records(3))
     dash = dashboards.from_dir(f"slowmem://{folder.lstrip('/')}", remote_timeout=0.5)
     assert steps(dash, "s") == [1, 2, 3] and dash.status["level"] == "ok"
-    SlowMemoryFileSystem.delay = 2.0
+    SlowMemoryFileSystem.answering.clear()
     try:
         upload_run(tmp_path, fs, folder, "s", records(2, start=4))
         started = time.monotonic()
         dash.update_data()
-        assert time.monotonic() - started < 1.5  # the pass gave up at its timeout
+        assert time.monotonic() - started < 20  # the pass gave up at its timeout (0.5 s), not after the hang (60 s)
         message = dash.status["message"]
         assert message.startswith("remote read ") and "ago: timeout (0.5 s) — retrying" in message, message
         assert steps(dash, "s") == [1, 2, 3]  # what was read before stays shown
@@ -285,7 +313,7 @@ def test_a_slow_remote_is_bounded_by_the_timeout_and_backs_off(tmp_path, dashboa
         dash._auto_refresh()
         assert dash._fs.requests == calls
     finally:
-        SlowMemoryFileSystem.delay = 0.0
+        SlowMemoryFileSystem.answering.set()
     time.sleep(1.1)  # the request threads answer meanwhile; the backoff (1 s) is over
     dash._auto_refresh()
     assert dash.status == {"level": "ok", "message": ""} and steps(dash, "s") == [1, 2, 3, 4, 5]

@@ -98,7 +98,7 @@ def test_hf_url_offline_is_a_remote_state_not_an_exception(dashboards):
     """hf:// cannot be reached here (HF_HUB_OFFLINE): the dashboard opens, says so in the status line, never raises."""
     started = time.monotonic()
     dash = dashboards.from_dir("hf://datasets/someone/repo/sweep", remote_timeout=2)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 15  # no hang: remote_timeout, plus importing huggingface_hub on a cold machine
     assert dash.output_dir == "hf://datasets/someone/repo/sweep" and dash.run_ids == []
     assert dash.status["level"] == "warning" and dash.status["message"].startswith("remote not read yet:")
     assert "retrying" in dash.status["message"]

@@ -2,9 +2,10 @@
 
 Each problem text is kept once per run (or folder); running counts — records placed at a fallback step or at an
 inexact one — are kept by key and replaced in place as they grow. A file's condition (it cannot be read, it ends
-inside a record: tailfile.py) is kept per file and replaced at each read of it, so it goes when it stops being true. The status line shows the write errors while
-there are any, else a remote folder's state while it does not answer, then the newest three problems. A remote
-folder's failures to answer are not a file's problem: they are in the remote state only (remote_fs.py).
+inside a record: tailfile.py) is kept per file and replaced at each read of it, so it goes when it stops being true.
+The status line shows the write errors while there are any, else a remote folder's state while it does not answer,
+then the newest three problems. A remote folder's failures to answer are not a file's problem: they are in the
+remote state only (remote_fs.py).
 """
 
 from __future__ import annotations
@@ -50,22 +51,21 @@ class ProblemLog:
             if counted:
                 counted = {k: v for k, v in counted.items() if REMOTE_UNAVAILABLE not in v}
         known = self._problems.setdefault(run_id, {})
-        changed = False
-        for key, problem in [*((p, p) for p in problems), *(counted or {}).items()]:
-            if known.get(key) != problem:
-                known.pop(key, None)
-                known[key] = problem
-                changed = True
         updates = dict(conditions or {})
         if all_conditions:
             updates = {**{key[1]: None for key in known if isinstance(key, tuple)}, **updates}
-        for source, condition in updates.items():
-            key = ("condition", source)
-            if condition is None:
-                changed = known.pop(key, None) is not None or changed
-            elif known.get(key) != condition and not (self._remote and REMOTE_UNAVAILABLE in condition):
-                known.pop(key, None)  # (a remote that does not answer says nothing new about the file)
-                known[key] = condition
+        ended = [("condition", source) for source, condition in updates.items() if condition is None]
+        held = {  # (a remote that does not answer says nothing new about the file)
+            ("condition", source): condition for source, condition in updates.items()
+            if condition is not None and not (self._remote and REMOTE_UNAVAILABLE in condition)
+        }
+        changed = False
+        for key in ended:
+            changed = known.pop(key, None) is not None or changed
+        for key, problem in [*((p, p) for p in problems), *(counted or {}).items(), *held.items()]:
+            if known.get(key) != problem:
+                known.pop(key, None)
+                known[key] = problem
                 changed = True
         if write_errors:
             message = "; ".join(write_errors) + " — records are kept in memory and written when possible"

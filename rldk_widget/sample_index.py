@@ -82,7 +82,7 @@ class IndexUpdate:
     steps: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     conditions: dict[str, str | None] = field(default_factory=dict)
-    """The samples file's condition after the read, by file name (tailfile.Read.condition)."""
+    """The samples file's condition, by file name, when the read changed it (tailfile.Read.condition)."""
     more: bool = False
     reset: bool = False
 
@@ -225,7 +225,8 @@ class SampleIndex:
                 read = self._reader.read_new(limit)  # type: ignore[union-attr]
             self._add_records(read.records, result)
             result.problems.extend(read.problems)
-            result.conditions[self._reader.path.name] = self._condition = read.condition
+            if read.condition != self._condition:
+                result.conditions[self._reader.path.name] = self._condition = read.condition
             result.more = read.more
         for folder in self._folders.values():
             batches, problems, more = folder.poll(self._reward_names or None, max_files)

@@ -49,7 +49,6 @@ class SampleService:
         self._indexes: dict[str, SampleIndex] = {}
         self._lock = threading.Lock()
         self._worker = KeyedWorker(self._update, "rldk-samples")
-        self._conditions: dict[str, dict[str, str | None]] = {}  # per run: the conditions last passed on
         for what, handler in (
             ("samples.steps", self._steps),
             ("samples.step", self._step),
@@ -101,11 +100,8 @@ class SampleService:
         while not self._worker.closed:
             update = index.update()
             changed = changed or bool(update.steps) or update.reset
-            said = self._conditions.setdefault(run_id, {})
-            conditions = {name: text for name, text in update.conditions.items() if said.get(name) != text}
-            if update.problems or conditions:
-                said.update(conditions)
-                self._on_problems(run_id, update.problems, conditions)
+            if update.problems or update.conditions:
+                self._on_problems(run_id, update.problems, update.conditions)
             if not update.more:
                 break
         if changed:
